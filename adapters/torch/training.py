@@ -1,0 +1,237 @@
+"""A small, framework-honest training loop that runs Defense callbacks and observer hooks.
+
+    result = Trainer(TrainConfig(epochs=20, batch_size=64, lr=1e-3), defenses=[dp_sgd]).fit(model, x, y)
+
+Defenses act at their perturbation points: ``transform_data`` (input), ``compute_gradients``
+(gradient: e.g. DP-SGD fills ``.grad`` itself), ``on_step_end`` (parameters: e.g. masking).
+Observers see every step through the ``on_train_step`` hook and every epoch through
+``on_epoch_end``. A defense or observer may set ``ctx.stop_reason`` to end training cleanly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from audit_sdk._rng import RNGLike, as_generator
+from audit_sdk.errors import InvalidDataError, InvalidParameterError
+from audit_sdk.interfaces import Defense
+
+from ._util import resolve_device
+
+__all__ = ["TrainConfig", "TrainContext", "TrainResult", "Trainer", "evaluate_accuracy"]
+
+
+class TrainConfig(BaseModel):
+    """Options of a training run (validated; unknown keys rejected)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(10, ge=0)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["sgd", "momentum", "adam"] = "adam"
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    #: ``shuffle``: fixed-size batches of a permutation; ``poisson``: each sample joins each batch
+    #: independently with rate batch_size / n (what DP accountants assume).
+    sampling: Literal["shuffle", "poisson"] = "shuffle"
+    device: str = "auto"
+    seed: int | None = 0
+
+
+@dataclass
+class TrainContext:
+    """State shared with defenses and observers during ``Trainer.fit``.
+
+    Attributes:
+        model, optimizer, device: the live torch objects.
+        loss_fn: per-example loss, ``loss_fn(logits, y) -> (batch,)``.
+        n_samples, sample_rate: data size and expected batch fraction.
+        step, epoch: counters (step counts optimizer steps, from 0).
+        generator: torch Generator for defense randomness (seeded from the config).
+        rng: numpy Generator for sampling.
+        metrics: per-step figures a defense adds (e.g. ``epsilon``), merged into the hook call.
+        stop_reason: set to a message to stop after the current step.
+        notes: messages for the report (e.g. an accounting assumption that does not hold).
+    """
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    config: TrainConfig
+    loss_fn: Any
+    device: torch.device
+    n_samples: int
+    sample_rate: float
+    generator: torch.Generator
+    rng: np.random.Generator
+    pm: Any = None
+    step: int = 0
+    epoch: int = 0
+    sampling: str = "shuffle"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    stop_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainResult:
+    """What ``Trainer.fit`` returns: the model, per-epoch history and each defense's report."""
+
+    model: torch.nn.Module
+    history: list[dict[str, Any]]
+    defenses: dict[str, dict[str, Any]]
+    steps: int
+    stop_reason: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _per_example_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(logits, y, reduction="none")
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: torch.nn.Module, x: Any, y: Any, *, batch_size: int = 1024, device: Any = "auto") -> float:
+    """Top-1 accuracy of ``model`` on (x, y)."""
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    xa = np.asarray(x, dtype=np.float32)
+    ya = np.asarray(y)
+    correct = 0
+    for i in range(0, len(xa), batch_size):
+        pred = model(torch.from_numpy(xa[i : i + batch_size]).to(dev)).argmax(1).cpu().numpy()
+        correct += int((pred == ya[i : i + batch_size]).sum())
+    return correct / max(1, len(xa))
+
+
+class Trainer:
+    """Train a torch classifier with defenses and hooks.
+
+    Args:
+        config: a TrainConfig or a mapping of its fields.
+        defenses: Defense instances, applied in order.
+        pm: a plugin manager whose ``on_train_step`` / ``on_epoch_end`` hooks observe training
+            (default: none, so training in a library call has no side effects).
+    """
+
+    def __init__(self, config: TrainConfig | dict[str, Any] | None = None, *, defenses: Sequence[Defense] = (), pm: Any = None) -> None:
+        if config is None:
+            config = TrainConfig()
+        elif isinstance(config, dict):
+            try:
+                config = TrainConfig(**config)
+            except Exception as exc:
+                raise InvalidParameterError(f"invalid training config: {exc}") from exc
+        self.config = config
+        self.defenses = list(defenses)
+        self.pm = pm
+
+    def _optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        c = self.config
+        params = [p for p in model.parameters() if p.requires_grad]
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        mom = c.momentum if c.optimizer == "momentum" else 0.0
+        return torch.optim.SGD(params, lr=c.lr, momentum=mom, weight_decay=c.weight_decay)
+
+    def fit(self, model: torch.nn.Module, x: Any, y: Any, *, x_val: Any = None, y_val: Any = None, rng: RNGLike = None) -> TrainResult:
+        """Train ``model`` in place on (x, y) and return a TrainResult.
+
+        Raises:
+            InvalidDataError: shapes/labels that do not fit, NaN/inf in x.
+        """
+        c = self.config
+        xa, ya = np.asarray(x), np.asarray(y)
+        if xa.ndim < 2 or ya.ndim != 1 or len(xa) != len(ya) or len(xa) == 0:
+            raise InvalidDataError(f"training data must be x (n, ...) and y (n,) with n > 0; got {xa.shape} and {ya.shape}.")
+        if xa.dtype.kind == "f" and not np.isfinite(xa).all():
+            raise InvalidDataError("training features contain NaN or inf.")
+        if ya.dtype.kind not in "iu":
+            raise InvalidDataError(f"labels must be integers; got {ya.dtype}.")
+        gen_np = as_generator(rng if rng is not None else c.seed)
+        for d in self.defenses:
+            xa, ya = d.transform_data(xa, ya, rng=gen_np)
+        dev = resolve_device(c.device)
+        if c.seed is not None:
+            torch.manual_seed(c.seed)
+        model = model.to(dev)
+        opt = self._optimizer(model)
+        tgen = torch.Generator(device="cpu")
+        tgen.manual_seed(int(gen_np.integers(0, 2**62)))
+        n = len(xa)
+        ctx = TrainContext(
+            model=model,
+            optimizer=opt,
+            config=c,
+            loss_fn=_per_example_ce,
+            device=dev,
+            n_samples=n,
+            sample_rate=min(1.0, c.batch_size / n),
+            generator=tgen,
+            rng=gen_np,
+            pm=self.pm,
+            sampling=c.sampling,
+        )
+        for d in self.defenses:
+            d.on_train_begin(ctx)
+        handlers = [d for d in self.defenses if type(d).compute_gradients is not Defense.compute_gradients]
+        if len(handlers) > 1:
+            raise InvalidParameterError(f"at most one gradient-point defense per run; got {[d.name for d in handlers]}.")
+        x_t = torch.from_numpy(np.ascontiguousarray(xa, dtype=np.float32)).to(dev)
+        y_t = torch.from_numpy(ya.astype(np.int64)).to(dev)
+        history: list[dict[str, Any]] = []
+        steps_per_epoch = max(1, int(round(n / c.batch_size)))
+        for epoch in range(c.epochs):
+            ctx.epoch = epoch
+            model.train()
+            losses: list[float] = []
+            if ctx.sampling == "poisson":
+                batches = (self._poisson_batch(gen_np, n, ctx.sample_rate) for _ in range(steps_per_epoch))
+            else:
+                perm = gen_np.permutation(n)
+                batches = (perm[i : i + c.batch_size] for i in range(0, n, c.batch_size))
+            for idx in batches:
+                idx_t = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(dev)
+                xb, yb = x_t[idx_t], y_t[idx_t]
+                opt.zero_grad(set_to_none=True)
+                ctx.metrics = {}
+                handled = handlers[0].compute_gradients(ctx, (xb, yb)) if handlers else False
+                if not handled:
+                    if len(idx) == 0:
+                        continue
+                    loss = ctx.loss_fn(model(xb), yb).mean()
+                    loss.backward()
+                    ctx.metrics.setdefault("loss", float(loss.detach()))
+                opt.step()
+                for d in self.defenses:
+                    d.on_step_end(ctx)
+                if "loss" in ctx.metrics:
+                    losses.append(ctx.metrics["loss"])
+                if self.pm is not None:
+                    self.pm.hook.on_train_step(step=ctx.step, epoch=epoch, metrics=dict(ctx.metrics), context=ctx)
+                ctx.step += 1
+                if ctx.stop_reason:
+                    break
+            rec: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "steps": ctx.step}
+            rec.update({k: v for k, v in ctx.metrics.items() if k != "loss"})
+            if x_val is not None and y_val is not None:
+                rec["val_accuracy"] = evaluate_accuracy(model, x_val, y_val, device=dev)
+            history.append(rec)
+            if self.pm is not None:
+                self.pm.hook.on_epoch_end(epoch=epoch, metrics=dict(rec), context=ctx)
+            if ctx.stop_reason:
+                break
+        model.eval()
+        reports = {d.name: d.on_train_end(ctx) for d in self.defenses}
+        return TrainResult(model=model, history=history, defenses=reports, steps=ctx.step, stop_reason=ctx.stop_reason, notes=ctx.notes)
+
+    @staticmethod
+    def _poisson_batch(rng: np.random.Generator, n: int, q: float) -> np.ndarray:
+        # A Poisson-sampled batch: size ~ Binomial(n, q), then a uniform subset of that size.
+        k = int(rng.binomial(n, q))
+        return np.sort(rng.choice(n, size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)

@@ -1,0 +1,84 @@
+"""audit-sdk: measure how much a model leaks about its training data, and train it to leak less.
+
+    import audit_sdk
+    data = audit_sdk.load_npz("data.npz")
+    report = audit_sdk.run_audit("model.onnx", data, attacks=["mia.loss-threshold"])
+    print(report.summary())
+
+Importing this package never imports torch or onnxruntime; adapters import them when used.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+from ._markers import hookimpl, hookspec
+from ._rng import as_generator, secure_generator
+from .data import AuditData, Split, load_cifar_binary, load_digits_data, load_image_folder, load_mnist_idx, load_npz, make_audit_data, save_npz
+from .errors import (
+    AccessError,
+    AuditSDKError,
+    AuditSDKWarning,
+    BackendUnavailableError,
+    InvalidDataError,
+    InvalidModelError,
+    InvalidParameterError,
+    NotFittedError,
+    PluginError,
+    UnknownComponentError,
+)
+from .executor import Executor, LocalExecutor
+from .interfaces import Accountant, Attack, Defense, Mechanism, PrivacyEvent
+from .registry import Registry, get_plugin_manager, get_registry
+from .results import AttackResult
+from .run import AuditReport, RunContext, load_target, run_attack, run_audit
+from .target import Target
+
+try:
+    __version__ = _metadata.version("audit-sdk")
+except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "AccessError",
+    "Accountant",
+    "Attack",
+    "AttackResult",
+    "AuditData",
+    "AuditReport",
+    "AuditSDKError",
+    "AuditSDKWarning",
+    "BackendUnavailableError",
+    "Defense",
+    "Executor",
+    "InvalidDataError",
+    "InvalidModelError",
+    "InvalidParameterError",
+    "LocalExecutor",
+    "Mechanism",
+    "NotFittedError",
+    "PluginError",
+    "PrivacyEvent",
+    "Registry",
+    "RunContext",
+    "Split",
+    "Target",
+    "UnknownComponentError",
+    "__version__",
+    "as_generator",
+    "get_plugin_manager",
+    "get_registry",
+    "hookimpl",
+    "hookspec",
+    "load_cifar_binary",
+    "load_digits_data",
+    "load_image_folder",
+    "load_mnist_idx",
+    "load_npz",
+    "load_target",
+    "make_audit_data",
+    "run_attack",
+    "run_audit",
+    "save_npz",
+    "secure_generator",
+]

@@ -1,0 +1,35 @@
+"""Helpers shared by sub-commands."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import InvalidParameterError
+
+
+def split_names(values: list[str] | None) -> list[str]:
+    """Accept names space- or comma-separated (``--attacks a,b c``)."""
+    out: list[str] = []
+    for v in values or []:
+        out += [s.strip() for s in v.split(",") if s.strip()]
+    return out
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
+    """Parse ``--param NAME.KEY=VALUE`` (VALUE read as JSON when it parses, else as a string).
+
+    NAME is the component name, e.g. ``mia.loss-threshold.calibration=per-class``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for raw in pairs or []:
+        if "=" not in raw or "." not in raw.split("=", 1)[0]:
+            raise InvalidParameterError(f"--param {raw!r}: expected NAME.KEY=VALUE, e.g. mia.loss-threshold.calibration=per-class.")
+        lhs, value = raw.split("=", 1)
+        comp, key = lhs.rsplit(".", 1)
+        try:
+            parsed: Any = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out.setdefault(comp, {})[key] = parsed
+    return out

@@ -1,0 +1,48 @@
+"""``audit-sdk plugins [--json]``: list registered components with their options and package."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("plugins", help="list attacks, defenses, mechanisms and accountants, and the hooks of each plugin")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..registry import get_registry
+
+    reg = get_registry()
+    infos = [i.to_dict() for i in reg.infos()]
+    plugins = []
+    for name, plugin in reg.pm.list_name_plugin():
+        dist, version = reg.pm.distributions.get(name, (getattr(plugin, "__name__", str(plugin)), ""))  # type: ignore[attr-defined]
+        hooks = sorted(h.name for h in reg.pm.get_hookcallers(plugin) or [])
+        plugins.append({"name": name, "package": dist, "version": version, "hooks": hooks})
+    if args.json:
+        json.dump({"components": infos, "plugins": plugins}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title="audit-sdk components")
+    for col in ("kind", "name", "summary", "options", "package"):
+        table.add_column(col)
+    for i in infos:
+        opts = ", ".join(f"{k}={v.get('default', '?')!r}" for k, v in i["options"].get("properties", {}).items())
+        table.add_row(i["kind"], i["name"], i["summary"], opts, f"{i['package']} {i['version']}".strip())
+    console.print(table)
+    ptable = Table(title="plugins")
+    for col in ("plugin", "package", "hooks"):
+        ptable.add_column(col)
+    for p in plugins:
+        ptable.add_row(p["name"], f"{p['package']} {p['version']}".strip(), ", ".join(p["hooks"]))
+    console.print(ptable)
+    return 0

@@ -1,0 +1,79 @@
+"""Hook specifications of audit-sdk (contract).
+
+Grow a spec by adding arguments, never by renaming or removing them: an implementation may
+accept any subset of a spec's arguments, so old plugins keep working.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._markers import hookspec
+
+if TYPE_CHECKING:
+    from .interfaces import Accountant, Attack, Defense, Mechanism
+    from .results import AttackResult
+    from .target import Target
+
+
+@hookspec
+def register_mechanisms() -> list[type[Mechanism]]:
+    """Contribute Mechanism classes.
+
+    Called once while the plugin manager is built. Return classes, not instances; the core
+    rejects a duplicate ``name`` and names both packages.
+    """
+
+
+@hookspec
+def register_accountants() -> list[type[Accountant]]:
+    """Contribute Accountant classes (same rules as ``register_mechanisms``)."""
+
+
+@hookspec
+def register_defenses() -> list[type[Defense]]:
+    """Contribute Defense classes (same rules as ``register_mechanisms``)."""
+
+
+@hookspec
+def register_attacks() -> list[type[Attack]]:
+    """Contribute Attack classes (same rules as ``register_mechanisms``)."""
+
+
+@hookspec(firstresult=True)
+def make_target(model: Any, options: dict[str, Any]) -> Target | None:
+    """Wrap ``model`` in a Target if this plugin can, else return None.
+
+    First result wins: adapters claim what they recognise (a path to an ``.onnx`` file, a torch
+    module, a scikit-learn estimator). ``options`` holds keyword options for the target
+    (e.g. ``batch_size``, ``outputs``, ``device``); ignore the ones you do not know.
+    """
+
+
+@hookspec
+def on_train_step(step: int, epoch: int, metrics: dict[str, Any], context: Any) -> None:
+    """Observe a finished training step (monitors, callbacks, loggers).
+
+    Called by a Trainer after every optimizer step. ``metrics`` holds at least ``loss`` and, under
+    DP training, ``epsilon``. ``context`` is the Trainer's TrainContext (framework-specific). The
+    return value is ignored.
+    """
+
+
+@hookspec
+def on_epoch_end(epoch: int, metrics: dict[str, Any], context: Any) -> None:
+    """Observe a finished epoch (e.g. run an attack every N epochs). The return value is ignored."""
+
+
+@hookspec
+def on_attack_finished(attack: Attack, result: AttackResult) -> None:
+    """Observe a finished attack, e.g. to log it. The return value is ignored."""
+
+
+@hookspec
+def report_sections(report: Any) -> list[dict[str, Any]]:
+    """Contribute extra sections to a report.
+
+    Each section is ``{"title": str, "html": str}`` (the HTML is embedded as is) and may carry
+    ``"data"`` (JSON-able) for report.json. Return an empty list to add nothing.
+    """

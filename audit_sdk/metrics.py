@@ -1,0 +1,223 @@
+"""Every attack is scored here, the same way.
+
+Membership: ROC, AUC, attacker advantage (max TPR - FPR), balanced accuracy, precision / recall /
+accuracy at a threshold, TPR at a fixed FPR (the highest TPR whose FPR does not exceed the target,
+no interpolation, as in Carlini et al. 2022), and an empirical epsilon lower bound with
+Clopper-Pearson confidence intervals (Jagielski et al. 2020; Nasr et al. 2021).
+
+Reconstruction: SSIM (Wang et al. 2004, Gaussian window), PSNR and relative L2.
+
+Pure numpy (scipy imported lazily for the beta quantile and the Gaussian filter).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidDataError
+
+__all__ = [
+    "DEFAULT_FPRS",
+    "auc",
+    "epsilon_lower_bound",
+    "membership_metrics",
+    "precision_recall_accuracy",
+    "psnr",
+    "reconstruction_metrics",
+    "relative_l2",
+    "roc_curve",
+    "ssim",
+    "tpr_at_fpr",
+]
+
+#: FPR levels reported by default (0.1% and 1%).
+DEFAULT_FPRS: tuple[float, ...] = (0.001, 0.01)
+
+
+def _check_scores(scores: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    t = np.asarray(truth).ravel().astype(bool)
+    if s.shape != t.shape:
+        raise InvalidDataError(f"scores {s.shape} and truth {t.shape} differ in length; pass one score per sample.")
+    if not np.isfinite(s).all():
+        raise InvalidDataError("attack scores contain NaN or inf; the attack or the model outputs are broken.")
+    if t.all() or (~t).all():
+        raise InvalidDataError("truth must contain both members and non-members to score an attack.")
+    return s, t
+
+
+def roc_curve(scores: Any, truth: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ROC points (higher score = member), from (0, 0) to (1, 1).
+
+    Returns:
+        fpr, tpr and the threshold at each point (predict member when score >= threshold).
+    """
+    s, t = _check_scores(scores, truth)
+    order = np.argsort(-s, kind="mergesort")
+    s, t = s[order], t[order]
+    last_of_run = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
+    tps = np.cumsum(t)[last_of_run]
+    fps = (last_of_run + 1) - tps
+    tpr = np.r_[0.0, tps / t.sum()]
+    fpr = np.r_[0.0, fps / (~t).sum()]
+    thr = np.r_[np.inf, s[last_of_run]]
+    return fpr, tpr, thr
+
+
+def auc(fpr: np.ndarray, tpr: np.ndarray) -> float:
+    """Area under the ROC curve (trapezoid; equals the Mann-Whitney statistic with ties counted 1/2)."""
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def tpr_at_fpr(fpr: np.ndarray, tpr: np.ndarray, target: float) -> float:
+    """Highest TPR among ROC points whose FPR is at most ``target``."""
+    ok = fpr <= target + 1e-12
+    return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def _cp_upper(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
+    """One-sided Clopper-Pearson upper bound on a binomial rate with k successes in n trials."""
+    from scipy.stats import beta
+
+    k = np.asarray(k, dtype=np.float64)
+    out = np.ones_like(k)
+    lt = k < n
+    out[lt] = beta.ppf(1.0 - alpha, k[lt] + 1.0, n - k[lt])
+    return out
+
+
+def epsilon_lower_bound(
+    fpr: np.ndarray, tpr: np.ndarray, n_pos: int, n_neg: int, *, delta: float = 0.0, alpha: float = 0.05
+) -> float:
+    """Empirical epsilon lower bound implied by the attack's ROC, with confidence ``1 - alpha``.
+
+    For (epsilon, delta)-DP every test has FPR + e^eps FNR >= 1 - delta and FNR + e^eps FPR >= 1 - delta.
+    FPR and FNR are replaced by their Clopper-Pearson upper bounds. The best of all ROC points is
+    reported, so the confidence level is Bonferroni-corrected over the 2 x (number of points)
+    bounds taken: the claim holds with probability at least 1 - alpha overall, not per threshold.
+    Returns 0 when nothing can be claimed.
+    """
+    fpr = np.asarray(fpr, dtype=np.float64)
+    fnr = 1.0 - np.asarray(tpr, dtype=np.float64)
+    a = alpha / (2 * max(1, len(fpr)))
+    fp_ub = _cp_upper(np.round(fpr * n_neg), n_neg, a)
+    fn_ub = _cp_upper(np.round(fnr * n_pos), n_pos, a)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e1 = np.log(np.clip(1.0 - delta - fn_ub, 0, None) / fp_ub)
+        e2 = np.log(np.clip(1.0 - delta - fp_ub, 0, None) / fn_ub)
+    best = np.nanmax(np.r_[e1, e2, 0.0][np.isfinite(np.r_[e1, e2, 0.0])])
+    return float(max(best, 0.0))
+
+
+def precision_recall_accuracy(scores: Any, truth: Any, threshold: float) -> dict[str, float]:
+    """Precision, recall and accuracy of "member iff score >= threshold".
+
+    Precision is -1 when nothing is predicted a member (MindArmour's convention, so the value is
+    never silently 0 or NaN).
+    """
+    s, t = _check_scores(scores, truth)
+    pred = s >= threshold
+    tp = int((pred & t).sum())
+    npred = int(pred.sum())
+    return {
+        "precision": tp / npred if npred else -1.0,
+        "recall": tp / int(t.sum()),
+        "accuracy": float((pred == t).mean()),
+    }
+
+
+def membership_metrics(scores: Any, truth: Any, *, fprs: tuple[float, ...] = DEFAULT_FPRS, delta: float = 0.0) -> dict[str, Any]:
+    """All membership metrics of one attack, as reported in report.json."""
+    s, t = _check_scores(scores, truth)
+    fpr, tpr, thr = roc_curve(s, t)
+    gap = tpr - fpr
+    best = int(np.argmax(gap))
+    n_pos, n_neg = int(t.sum()), int((~t).sum())
+    bal = 0.5 * (tpr + 1.0 - fpr)
+    pra = precision_recall_accuracy(s, t, thr[best]) if np.isfinite(thr[best]) else {"precision": -1.0, "recall": 0.0, "accuracy": float((~t).mean())}
+    return {
+        "auc": auc(fpr, tpr),
+        "advantage": float(gap[best]),
+        "balanced_accuracy": float(bal.max()),
+        "tpr_at_fpr": {f"{f:g}": tpr_at_fpr(fpr, tpr, f) for f in fprs},
+        "epsilon_lower_bound": epsilon_lower_bound(fpr, tpr, n_pos, n_neg, delta=delta),
+        "threshold": float(thr[best]),
+        **pra,
+        "n_members": n_pos,
+        "n_non_members": n_neg,
+    }
+
+
+# --------------------------------------------------------------------------- images
+def _as_nchw(x: Any, name: str) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 2:
+        a = a[None, None]
+    elif a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4:
+        raise InvalidDataError(f"{name} must be images (N, C, H, W), (N, H, W) or (H, W); got shape {a.shape}.")
+    return a
+
+
+def _pair(original: Any, reconstructed: Any) -> tuple[np.ndarray, np.ndarray]:
+    o, r = _as_nchw(original, "original"), _as_nchw(reconstructed, "reconstruction")
+    if o.shape != r.shape:
+        raise InvalidDataError(f"originals {o.shape} and reconstructions {r.shape} differ in shape.")
+    return o, r
+
+
+def ssim(original: Any, reconstructed: Any, *, data_range: float | None = None, sigma: float = 1.5) -> np.ndarray:
+    """Per-image SSIM (Wang et al. 2004) with a Gaussian window, averaged over channels and pixels.
+
+    Works for any H x W and any number of channels. ``data_range`` defaults to the originals' range.
+    """
+    from scipy.ndimage import gaussian_filter
+
+    o, r = _pair(original, reconstructed)
+    L = float(data_range) if data_range is not None else float(o.max() - o.min()) or 1.0
+    c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
+    sig = (0, 0, sigma, sigma)
+
+    def f(a: np.ndarray) -> np.ndarray:
+        return gaussian_filter(a, sigma=sig, mode="reflect", truncate=3.5)
+
+    mu_o, mu_r = f(o), f(r)
+    var_o = f(o * o) - mu_o**2
+    var_r = f(r * r) - mu_r**2
+    cov = f(o * r) - mu_o * mu_r
+    s = ((2 * mu_o * mu_r + c1) * (2 * cov + c2)) / ((mu_o**2 + mu_r**2 + c1) * (var_o + var_r + c2))
+    return np.asarray(s.reshape(len(s), -1).mean(axis=1))
+
+
+def psnr(original: Any, reconstructed: Any, *, data_range: float | None = None) -> np.ndarray:
+    """Per-image peak signal-to-noise ratio in dB (inf for a perfect reconstruction)."""
+    o, r = _pair(original, reconstructed)
+    L = float(data_range) if data_range is not None else float(o.max() - o.min()) or 1.0
+    mse = ((o - r) ** 2).reshape(len(o), -1).mean(axis=1)
+    with np.errstate(divide="ignore"):
+        return np.asarray(10.0 * np.log10(L * L / mse))
+
+
+def relative_l2(original: Any, reconstructed: Any) -> np.ndarray:
+    """Per-image ||x - x_hat||_2 / ||x||_2 (MindArmour's inversion metric)."""
+    o, r = _pair(original, reconstructed)
+    num = np.linalg.norm((o - r).reshape(len(o), -1), axis=1)
+    den = np.linalg.norm(o.reshape(len(o), -1), axis=1)
+    return np.asarray(num / np.maximum(den, 1e-12))
+
+
+def reconstruction_metrics(original: Any, reconstructed: Any, *, data_range: float | None = None) -> dict[str, float]:
+    """Mean SSIM, PSNR (finite values) and relative L2 over a batch."""
+    s = ssim(original, reconstructed, data_range=data_range)
+    p = psnr(original, reconstructed, data_range=data_range)
+    finite = p[np.isfinite(p)]
+    return {
+        "ssim": float(s.mean()),
+        "psnr": float(finite.mean()) if finite.size else math.inf,
+        "relative_l2": float(relative_l2(original, reconstructed).mean()),
+        "n": int(len(s)),
+    }
