@@ -206,7 +206,7 @@ def run_audit(
         rng: seed for every attack; each attack gets its own stream derived from it.
     """
     reg = registry or (context.registry if context else get_registry())
-    tgt = load_target(target, registry=reg, **(target_options or {}))
+    tgt = load_target(target, registry=reg, **{"input_shape": data.feature_shape, **(target_options or {})})
     attack_objs: list[Attack] = []
     for a in attacks:
         if isinstance(a, Attack):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from audit_sdk.data import AuditData, load_digits_data, make_audit_data
+from audit_sdk.data import AuditData, Split, load_digits_data, make_audit_data
 
 from .models import make_model
 from .training import TrainConfig, Trainer, evaluate_accuracy
@@ -36,6 +37,7 @@ def digits_setup(
     batch_size: int = 32,
     lr: float = 2e-3,
     seed: int = 0,
+    label_noise: float = 0.0,
     train: bool = True,
     defenses: tuple[Any, ...] = (),
 ) -> DigitsSetup:
@@ -44,8 +46,19 @@ def digits_setup(
     Few members and many epochs make the model memorise (train accuracy 1.0, test accuracy
     clearly lower), so membership attacks have something to find. ``train=False`` returns the
     untrained-split with a freshly initialised model: a model that has seen nothing.
+
+    ``label_noise`` relabels that fraction of the whole data set at random before the split, so
+    members and non-members come from the same (noisy) distribution and the model must memorise
+    its mislabelled members: a planted leak that membership attacks must catch.
     """
-    data, _ = make_audit_data(load_digits_data(), n_members=n_members, n_non_members=n_non_members, n_population=n_population, rng=seed)
+    digits = load_digits_data()
+    if label_noise:
+        gen = np.random.default_rng(seed + 1)
+        y = digits.y.copy()
+        flip = gen.random(len(y)) < label_noise
+        y[flip] = (y[flip] + gen.integers(1, 10, int(flip.sum()))) % 10
+        digits = Split(digits.x, y)
+    data, _ = make_audit_data(digits, n_members=n_members, n_non_members=n_non_members, n_population=n_population, rng=seed)
     model = make_model(architecture, input_shape=data.feature_shape, n_classes=data.n_classes, seed=seed)
     history: list[dict[str, Any]] = []
     if train:

@@ -51,18 +51,25 @@ class TorchTarget(Target):
         self.input_dtype = np.dtype(np.float32)
         self.input_shape = tuple(input_shape) if input_shape is not None else self._infer_shape()
         if n_classes is None:
-            probe = np.zeros((1, *[d or 8 for d in self.input_shape]), dtype=np.float32)
-            n_classes = int(self._predict_raw(probe).shape[1])
+            last = [m for m in self.model.modules() if isinstance(m, torch.nn.Linear)]
+            if last:
+                n_classes = last[-1].out_features
+            elif self.input_shape:
+                probe = np.zeros((1, *[d or 8 for d in self.input_shape]), dtype=np.float32)
+                n_classes = int(self._predict_raw(probe).shape[1])
+            else:
+                raise InvalidParameterError("cannot infer n_classes from this model; pass n_classes= (and input_shape=).")
         self.n_classes = int(n_classes)
 
     def _infer_shape(self) -> tuple[int | None, ...]:
-        for m in self.model.modules():
-            if isinstance(m, torch.nn.Linear):
-                return (m.in_features,)
-            if isinstance(m, torch.nn.Conv2d):
-                return (m.in_channels, None, None)
-            if isinstance(m, torch.nn.Conv1d):
-                return (m.in_channels, None)
+        # Only the first leaf module tells the input shape (a Flatten first hides it).
+        first = next((m for m in self.model.modules() if not list(m.children())), None)
+        if isinstance(first, torch.nn.Linear):
+            return (first.in_features,)
+        if isinstance(first, torch.nn.Conv2d):
+            return (first.in_channels, None, None)
+        if isinstance(first, torch.nn.Conv1d):
+            return (first.in_channels, None)
         return ()
 
     def _tensor(self, x: np.ndarray) -> torch.Tensor:
