@@ -6,38 +6,54 @@
     result = Trainer(TrainConfig(epochs=30, lr=1e-3)).fit(model, x_train, y_train)
     export_onnx(result.model, x_train[:1], "model.onnx")
 
-``import audit_sdk.adapters.torch`` imports torch; the core never does.
+This package is the ``adapter-torch`` plugin. Importing it does not import torch (the registry
+imports every plugin); its names load torch on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
 
 from audit_sdk._markers import hookimpl
-from audit_sdk.target import Target
 
-from .export import export_onnx
-from .models import make_model
-from .target import TorchTarget
-from .training import TrainConfig, TrainContext, Trainer, TrainResult, evaluate_accuracy
+if TYPE_CHECKING:
+    from audit_sdk.target import Target
 
-__all__ = [
-    "TorchTarget",
-    "TrainConfig",
-    "TrainContext",
-    "TrainResult",
-    "Trainer",
-    "evaluate_accuracy",
-    "export_onnx",
-    "make_model",
-]
+    from .export import export_onnx
+    from .models import make_model
+    from .target import TorchTarget
+    from .training import TrainConfig, TrainContext, Trainer, TrainResult, evaluate_accuracy
+
+_LAZY = {
+    "TorchTarget": ".target",
+    "TrainConfig": ".training",
+    "TrainContext": ".training",
+    "TrainResult": ".training",
+    "Trainer": ".training",
+    "evaluate_accuracy": ".training",
+    "export_onnx": ".export",
+    "make_model": ".models",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
 def make_target(model: Any, options: dict[str, Any]) -> Target | None:
-    import torch
-
+    torch = sys.modules.get("torch")
+    if torch is None:  # no torch imported means the model cannot be a torch module
+        return None
     if isinstance(model, torch.nn.Module):
+        from .target import TorchTarget
+
         known = {"batch_size", "device", "input_shape", "n_classes"}
         return TorchTarget(model, **{k: v for k, v in options.items() if k in known})
     return None
