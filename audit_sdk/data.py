@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -190,6 +191,8 @@ def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: 
     p = Path(path)
     if not p.is_file():
         raise InvalidDataError(f"data file {str(p)!r} does not exist; pass the path to an .npz file.")
+    if not zipfile.is_zipfile(p):
+        raise InvalidDataError(f"{p}: is not a readable .npz file (not a zip archive); write it with numpy.savez.")
     try:
         with np.load(p, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
