@@ -104,7 +104,7 @@ def test_image_metrics_known_values():
     a_bit = np.clip(x + g.normal(0, 0.05, x.shape), 0, 1)
     a_lot = np.clip(x + g.normal(0, 0.5, x.shape), 0, 1)
     s_bit, s_lot = M.ssim(x, a_bit, data_range=1.0), M.ssim(x, a_lot, data_range=1.0)
-    assert (s_bit > 0.9).all() and (s_lot < 0.6).all()
+    assert (s_bit > 0.9).all() and (s_lot < s_bit).all() and s_lot.mean() < 0.6
     # any H x W, 1 or 3 channels
     rgb = g.random((2, 3, 5, 9))
     assert M.ssim(rgb, rgb).shape == (2,)
