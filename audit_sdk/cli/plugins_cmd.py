@@ -33,7 +33,9 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     table = Table(title="audit-sdk components")
-    for col in ("kind", "name", "summary", "options", "package"):
+    table.add_column("kind", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    for col in ("summary", "options", "package"):
         table.add_column(col)
     for i in infos:
         opts = ", ".join(f"{k}={v.get('default', '?')!r}" for k, v in i["options"].get("properties", {}).items())
