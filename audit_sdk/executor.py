@@ -1,40 +1,105 @@
 """One interface for work that fans out (reference models, grid cells, slices).
 
-``LocalExecutor`` runs tasks inline (``workers=1``) or in worker processes. Other backends
-(Ray) implement the same ``Executor.map``. Tasks must be module-level callables with picklable
-arguments; results come back in submission order.
+    with make_executor("local", workers=2, cache_dir="runs/cache") as ex:
+        losses = ex.map(train_reference, [(seed, idx) for seed, idx in jobs], keys=cache_keys)
+
+``LocalExecutor`` runs tasks inline (``workers=1``) or in worker processes; ``RayExecutor``
+(``audit_sdk.executors.ray_backend``, ``pip install "audit-sdk[ray]"``) runs them on a Ray
+cluster. Both share one driver loop, so they behave the same:
+
+- results come back in submission order;
+- a failing task is retried once; then ``TaskError`` is raised, or with ``return_failures=True``
+  its slot holds a ``TaskFailure`` and the rest complete. A worker that dies (killed, out of
+  memory) counts as a failed attempt, so the run still completes;
+- with a cache (``cache_dir=``) and explicit ``keys``, each finished result is stored on disk as it
+  arrives and looked up before anything is submitted: a crashed or cancelled run resumes and
+  nothing that finished runs again. Keys must identify the task's inputs (e.g. the reference
+  model's cache key); entries are namespaced by the task function's qualified name;
+- ``cancel()`` (from a progress callback, another thread or a signal handler) stops submitting;
+  tasks already running finish (and are cached), then ``map`` raises ``RunCancelled`` carrying
+  what finished (with ``return_failures=True`` it returns, unfinished slots holding a
+  ``TaskFailure`` with ``cancelled=True``). Cancellation is sticky until ``reset()``;
+- at most ``max_in_flight`` tasks are submitted at a time, so cancelling wastes little.
+
+Tasks must be module-level callables with picklable arguments.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
+from .cache import ResultCache
 from .errors import AuditSDKError, InvalidParameterError
 
-__all__ = ["Executor", "LocalExecutor", "TaskError", "TaskFailure", "make_executor"]
+__all__ = [
+    "EXECUTOR_NAMES",
+    "Executor",
+    "LocalExecutor",
+    "MapStats",
+    "RunCancelled",
+    "TaskError",
+    "TaskFailure",
+    "make_executor",
+]
+
+#: Backends ``make_executor`` knows.
+EXECUTOR_NAMES = ("local", "ray")
 
 
 @dataclass
 class TaskFailure:
-    """A task that failed twice (it is retried once): its key and the error text."""
+    """A task that failed twice (it is retried once), or never ran because the map was cancelled."""
 
     key: str
     error: str
+    cancelled: bool = False
 
 
 class TaskError(AuditSDKError):
     """Raised by ``map(..., return_failures=False)`` when a task failed after its retry."""
 
 
+class RunCancelled(AuditSDKError):
+    """Raised by ``map`` after ``cancel()``; finished results (also cached) ride along.
+
+    Attributes:
+        results: one slot per task, the result where it finished, else None.
+        finished: one bool per task.
+    """
+
+    def __init__(self, message: str, results: list[Any], finished: list[bool]) -> None:
+        super().__init__(message)
+        self.results = results
+        self.finished = finished
+
+
+@dataclass
+class MapStats:
+    """What the last ``map`` did: tasks served from the cache, run, retried, failed, cancelled."""
+
+    total: int = 0
+    cached: int = 0
+    computed: int = 0
+    retried: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
 class Executor(ABC):
     """Runs independent tasks and gathers their results in order."""
 
     workers: int = 1
+    #: Result cache used when ``map`` gets explicit ``keys`` (None: no caching).
+    cache: ResultCache | None = None
 
     @abstractmethod
     def map(
@@ -53,6 +118,27 @@ class Executor(ABC):
         ``progress(done, total)`` is called as tasks finish.
         """
 
+    # Cancellation is shared by every backend: a flag the driver loop checks before submitting.
+    @property
+    def _cancel_event(self) -> threading.Event:
+        ev = self.__dict__.get("_cancel_ev")
+        if ev is None:
+            ev = self.__dict__.setdefault("_cancel_ev", threading.Event())
+        return ev
+
+    def cancel(self) -> None:
+        """Stop submitting tasks; running ones finish. Safe from any thread or a signal handler."""
+        self._cancel_event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether ``cancel()`` was called (and not ``reset()`` since)."""
+        return self._cancel_event.is_set()
+
+    def reset(self) -> None:
+        """Clear a cancellation, so the next ``map`` runs (and resumes from the cache)."""
+        self._cancel_event.clear()
+
     def close(self) -> None:
         """Release workers (a no-op for inline execution)."""
 
@@ -63,17 +149,243 @@ class Executor(ABC):
         self.close()
 
 
+# --------------------------------------------------------------------------- shared driver loop
+class _Backend(Protocol):
+    """How the driver loop talks to a backend: submit one call, wait for some to finish."""
+
+    max_in_flight: int
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any: ...
+
+    def wait_any(self, handles: list[Any]) -> list[tuple[Any, Any, BaseException | None]]: ...
+
+    def is_crash(self, exc: BaseException) -> bool: ...
+
+    def describe_error(self, exc: BaseException) -> str: ...
+
+
+def _task_name(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+
+
+def drive(
+    executor: Executor,
+    backend: _Backend,
+    fn: Callable[..., Any],
+    tasks: Sequence[tuple[Any, ...]],
+    *,
+    keys: Sequence[str] | None,
+    progress: Callable[[int, int], None] | None,
+    return_failures: bool,
+) -> list[Any]:
+    """The loop every backend shares: cache look-up, bounded submission, retry-once, cancellation.
+
+    Backends implement ``submit``/``wait_any`` (see ``_Backend``); this function owns the
+    semantics documented in the module docstring and records ``executor.last_stats``.
+    """
+    n = len(tasks)
+    explicit = keys is not None
+    key_list = [str(k) for k in keys] if keys is not None else [str(i) for i in range(n)]
+    if len(key_list) != n:
+        raise InvalidParameterError(f"got {n} tasks but {len(key_list)} keys; pass one key per task.")
+    if explicit and len(set(key_list)) != n:
+        dup = next(k for k in key_list if key_list.count(k) > 1)
+        raise InvalidParameterError(f"task keys must be unique; {dup!r} appears more than once.")
+    cache = executor.cache.with_namespace(_task_name(fn)) if (executor.cache is not None and explicit) else None
+    stats = MapStats(total=n)
+    executor.last_stats = stats  # type: ignore[attr-defined]
+    results: list[Any] = [None] * n
+    finished = [False] * n
+    attempts = [0] * n
+    todo: deque[int] = deque()
+    for i in range(n):
+        if cache is not None:
+            hit, value = cache.get(key_list[i])
+            if hit:
+                results[i], finished[i] = value, True
+                stats.cached += 1
+                continue
+        todo.append(i)
+    done = stats.cached
+    if progress and done:
+        progress(done, n)
+    # Tasks that were in flight when a worker pool broke: we cannot tell which one killed it, so
+    # each is retried alone, and only a task that breaks the pool on its own counts as failing.
+    suspects: set[int] = set()
+    in_flight: dict[Any, int] = {}
+    cancel = executor._cancel_event
+    limit = max(1, int(backend.max_in_flight))
+    shared_crashes = getattr(backend, "crash_is_shared", True)
+
+    def finish(i: int) -> None:
+        nonlocal done
+        finished[i] = True
+        done += 1
+        if progress:
+            progress(done, n)
+
+    while todo or in_flight:
+        while todo and not cancel.is_set():
+            i = todo[0]
+            if i in suspects and in_flight:
+                break  # a crash suspect runs alone
+            if len(in_flight) >= limit or any(j in suspects for j in in_flight.values()):
+                break
+            todo.popleft()
+            in_flight[backend.submit(fn, tuple(tasks[i]))] = i
+        if not in_flight:
+            break  # cancelled with nothing running
+        running = len(in_flight)
+        for handle, value, exc in backend.wait_any(list(in_flight)):
+            i = in_flight.pop(handle)
+            if exc is None:
+                results[i] = value
+                stats.computed += 1
+                if cache is not None:
+                    cache.put(key_list[i], value)
+                suspects.discard(i)
+                finish(i)
+                continue
+            crash = backend.is_crash(exc)
+            if crash and shared_crashes and i not in suspects and running > 1:
+                suspects.add(i)  # shared crash: retry alone, attempt not counted
+                stats.retried += 1
+                todo.appendleft(i)
+                continue
+            attempts[i] += 1
+            if attempts[i] < 2:
+                stats.retried += 1
+                if crash and shared_crashes:
+                    suspects.add(i)
+                todo.appendleft(i)
+                continue
+            stats.failed += 1
+            error = backend.describe_error(exc)
+            if not return_failures:
+                raise TaskError(f"task {key_list[i]} failed twice: {error}") from exc
+            results[i] = TaskFailure(key_list[i], error)
+            finish(i)
+    unfinished = [i for i in range(n) if not finished[i]]
+    if unfinished:
+        stats.cancelled = len(unfinished)
+        if not return_failures:
+            raise RunCancelled(
+                f"cancelled: {n - len(unfinished)} of {n} tasks finished"
+                + (" (cached; run again to resume)." if cache is not None else "."),
+                results,
+                finished,
+            )
+        for i in unfinished:
+            results[i] = TaskFailure(key_list[i], "cancelled before it finished", cancelled=True)
+    return results
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+# --------------------------------------------------------------------------- local backend
+class _Done:
+    """A completed inline call (inline 'futures' are finished on submit)."""
+
+    __slots__ = ("value", "exc")
+
+    def __init__(self, value: Any, exc: BaseException | None) -> None:
+        self.value, self.exc = value, exc
+
+
+class _InlineBackend:
+    max_in_flight = 1
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Done:
+        try:
+            return _Done(fn(*args), None)
+        except Exception as exc:  # retried once, then reported by the driver
+            return _Done(None, exc)
+
+    def wait_any(self, handles: list[_Done]) -> list[tuple[Any, Any, BaseException | None]]:
+        return [(h, h.value, h.exc) for h in handles]
+
+    def is_crash(self, exc: BaseException) -> bool:
+        return False
+
+    describe_error = staticmethod(_describe)
+
+
+def _init_worker(threads: int | None) -> None:
+    if threads:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            os.environ[var] = str(threads)
+        import sys
+
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+
+
+class _PoolBackend:
+    # a dead worker breaks the whole pool: every task in flight fails with it
+    crash_is_shared = True
+
+    def __init__(self, owner: LocalExecutor) -> None:
+        self.owner = owner
+        self.max_in_flight = owner.max_in_flight or owner.workers
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Future[Any]:
+        return self.owner._get_pool().submit(fn, *args)
+
+    def wait_any(self, handles: list[Future[Any]]) -> list[tuple[Any, Any, BaseException | None]]:
+        finished, _ = wait(handles, return_when=FIRST_COMPLETED)
+        out: list[tuple[Any, Any, BaseException | None]] = []
+        broken = False
+        for fut in finished:
+            exc = fut.exception()
+            broken = broken or isinstance(exc, BrokenProcessPool)
+            out.append((fut, None if exc is not None else fut.result(), exc))
+        if broken:
+            self.owner._discard_pool()
+        return out
+
+    def is_crash(self, exc: BaseException) -> bool:
+        return isinstance(exc, BrokenProcessPool)
+
+    def describe_error(self, exc: BaseException) -> str:
+        if isinstance(exc, BrokenProcessPool):
+            return "WorkerCrashed: the worker process died (killed, out of memory or a native crash)"
+        return _describe(exc)
+
+
 class LocalExecutor(Executor):
     """Inline (``workers=1``) or process-pool execution on this machine.
 
     Args:
         workers: number of worker processes; 0 or None means ``os.cpu_count()``.
+        cache_dir: keep each finished result (for ``map`` calls with ``keys``) here; see ``ResultCache``.
+        threads_per_worker: BLAS/OpenMP/torch threads in each worker process (default: the CPUs
+            divided among the workers, so two workers on two cores do not oversubscribe).
+        max_in_flight: tasks submitted at a time (default ``workers``).
+
+    Example:
+        with LocalExecutor(workers=2, cache_dir="cache") as ex:
+            out = ex.map(train_one, [(s,) for s in range(8)], keys=[f"ref-{s}" for s in range(8)])
     """
 
-    def __init__(self, workers: int | None = 1) -> None:
+    def __init__(
+        self,
+        workers: int | None = 1,
+        *,
+        cache_dir: str | Path | None = None,
+        threads_per_worker: int | None = None,
+        max_in_flight: int | None = None,
+    ) -> None:
         if workers is not None and workers < 0:
             raise InvalidParameterError(f"workers must be >= 0; got {workers}. Use 0 for one per CPU.")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise InvalidParameterError(f"max_in_flight must be >= 1; got {max_in_flight}.")
         self.workers = workers or os.cpu_count() or 1
+        self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
+        self.max_in_flight = max_in_flight
+        self.cache = ResultCache(cache_dir) if cache_dir is not None else None
+        self.last_stats = MapStats()
         self._pool: ProcessPoolExecutor | None = None
 
     def _get_pool(self) -> ProcessPoolExecutor:
@@ -81,54 +393,28 @@ class LocalExecutor(Executor):
             import multiprocessing as mp
 
             # spawn: safe with torch/onnxruntime threads already running in the parent
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(self.threads_per_worker,),
+            )
         return self._pool
 
-    def map(self, fn, tasks, *, keys=None, progress=None, return_failures=False):  # type: ignore[no-untyped-def]
-        keys = list(keys) if keys is not None else [str(i) for i in range(len(tasks))]
-        results: list[Any] = [None] * len(tasks)
-        done = 0
-        if self.workers <= 1 or len(tasks) <= 1:
-            for i, args in enumerate(tasks):
-                results[i] = self._run_inline(fn, args, keys[i], return_failures)
-                done += 1
-                if progress:
-                    progress(done, len(tasks))
-            return results
-        pool = self._get_pool()
-        pending: dict[Future[Any], tuple[int, int]] = {pool.submit(fn, *args): (i, 0) for i, args in enumerate(tasks)}
-        while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                i, attempt = pending.pop(fut)
-                exc = fut.exception()
-                if exc is None:
-                    results[i] = fut.result()
-                elif attempt == 0:
-                    pending[pool.submit(fn, *tasks[i])] = (i, 1)
-                    continue
-                elif return_failures:
-                    results[i] = TaskFailure(keys[i], f"{type(exc).__name__}: {exc}")
-                else:
-                    raise TaskError(f"task {keys[i]} failed twice: {type(exc).__name__}: {exc}") from exc
-                done += 1
-                if progress:
-                    progress(done, len(tasks))
-        return results
+    def _discard_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
-    @staticmethod
-    def _run_inline(fn: Callable[..., Any], args: tuple[Any, ...], key: str, return_failures: bool) -> Any:
-        last: BaseException | None = None
-        for _ in range(2):
-            try:
-                return fn(*args)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # retried once, then reported
-                last = exc
-        if return_failures:
-            return TaskFailure(key, f"{type(last).__name__}: {last}")
-        raise TaskError(f"task {key} failed twice: {type(last).__name__}: {last}") from last
+    def map(self, fn, tasks, *, keys=None, progress=None, return_failures=False):  # type: ignore[no-untyped-def]
+        backend: _Backend = _InlineBackend() if self.workers <= 1 or len(tasks) <= 1 else _PoolBackend(self)
+        try:
+            return drive(self, backend, fn, tasks, keys=keys, progress=progress, return_failures=return_failures)
+        except BaseException:
+            # an error or Ctrl-C: do not leave queued work running behind the caller's back
+            if isinstance(backend, _PoolBackend):
+                self._discard_pool()
+            raise
 
     def close(self) -> None:
         if self._pool is not None:
@@ -136,8 +422,33 @@ class LocalExecutor(Executor):
             self._pool = None
 
 
-def make_executor(name: str = "local", *, workers: int | None = 1, **options: Any) -> Executor:
-    """Build an executor by name (``local``; other backends register here as they land)."""
+def make_executor(
+    name: str = "local",
+    *,
+    workers: int | None = 1,
+    address: str | None = None,
+    cache_dir: str | Path | None = None,
+    **options: Any,
+) -> Executor:
+    """Build an executor by name: ``local`` (processes on this machine) or ``ray``.
+
+    Args:
+        workers: local worker processes, or the CPUs of a local Ray started here (ignored when
+            ``address`` joins an existing cluster).
+        address: a Ray cluster to join (``"auto"``, ``"ray://host:10001"``); ray only.
+        cache_dir: result cache directory (see ``ResultCache``).
+        options: backend-specific options (``LocalExecutor`` / ``RayExecutor`` arguments).
+
+    Raises:
+        InvalidParameterError: an unknown name, or ``address`` with the local backend.
+        BackendUnavailableError: ``ray`` without Ray installed (names the extra to install).
+    """
     if name == "local":
-        return LocalExecutor(workers=workers)
-    raise InvalidParameterError(f"unknown executor {name!r}; expected 'local'.")
+        if address:
+            raise InvalidParameterError(f"address={address!r} needs the ray executor; pass name='ray' (--executor ray).")
+        return LocalExecutor(workers=workers, cache_dir=cache_dir, **options)
+    if name == "ray":
+        from .executors.ray_backend import RayExecutor
+
+        return RayExecutor(workers=workers, address=address, cache_dir=cache_dir, **options)
+    raise InvalidParameterError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTOR_NAMES)}.")

@@ -1,0 +1,170 @@
+"""Run fan-out tasks on Ray: a local Ray started here, or a cluster joined by address.
+
+    from audit_sdk.executors.ray_backend import RayExecutor
+
+    with RayExecutor(address="auto", cache_dir="/shared/cache") as ex:     # join a running cluster
+        results = ex.map(train_reference, tasks, keys=cache_keys)
+
+Same semantics as ``LocalExecutor`` (one driver loop, ``audit_sdk.executor.drive``): ordered
+results, retry once then ``TaskFailure``, a result cache for resuming, ``cancel()``. Ray's own
+retries are off (``max_retries=0``) so a killed worker is retried exactly like a failing task.
+``import ray`` happens when the executor is built, never when ``audit_sdk`` is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from audit_sdk.cache import ResultCache
+from audit_sdk.errors import BackendUnavailableError, InvalidParameterError
+from audit_sdk.executor import Executor, MapStats, drive
+
+__all__ = ["RayExecutor"]
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            'the ray executor needs Ray: pip install "audit-sdk[ray]" (or use --executor local).'
+        ) from exc
+    return ray
+
+
+class _RayBackend:
+    crash_is_shared = False
+
+    def __init__(self, ray: Any, remote_fn: Any, max_in_flight: int) -> None:
+        self.ray = ray
+        self.remote_fn = remote_fn
+        self.max_in_flight = max_in_flight
+        self.live: set[Any] = set()
+        ex = ray.exceptions
+        self._crash_types = tuple(
+            getattr(ex, n) for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError")
+            if hasattr(ex, n)
+        )
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        ref = self.remote_fn.remote(*args)
+        self.live.add(ref)
+        return ref
+
+    def wait_any(self, handles: list[Any]) -> list[tuple[Any, Any, BaseException | None]]:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        out: list[tuple[Any, Any, BaseException | None]] = []
+        for ref in ready:
+            self.live.discard(ref)
+            try:
+                out.append((ref, self.ray.get(ref), None))
+            except self.ray.exceptions.RayError as exc:
+                out.append((ref, None, exc))
+        return out
+
+    def is_crash(self, exc: BaseException) -> bool:
+        return isinstance(exc, self._crash_types)
+
+    def describe_error(self, exc: BaseException) -> str:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, BaseException):
+            return f"{type(cause).__name__}: {cause}"
+        if self.is_crash(exc):
+            return f"WorkerCrashed: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+        return f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+
+
+class RayExecutor(Executor):
+    """Fan tasks out over a Ray cluster.
+
+    Args:
+        workers: CPUs of the local Ray started when no cluster is running and no ``address`` is
+            given (None: all CPUs). Ignored when joining a cluster.
+        address: a cluster to join (``"auto"``, ``"ray://head:10001"``, ``"10.0.0.1:6379"``).
+        cache_dir: result cache (see ``ResultCache``); on a cluster, a path every worker's driver
+            can reach is not needed: only the driver reads and writes it.
+        num_cpus_per_task, num_gpus_per_task: Ray resources per task (a GPU per reference model:
+            ``num_gpus_per_task=1``; fractions share a GPU).
+        max_in_flight: tasks submitted at a time (default: as many as the cluster can run).
+        init_kwargs: further ``ray.init`` arguments (e.g. ``runtime_env``).
+
+    Raises:
+        BackendUnavailableError: Ray is not installed.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        address: str | None = None,
+        cache_dir: str | Path | None = None,
+        num_cpus_per_task: float = 1,
+        num_gpus_per_task: float = 0,
+        max_in_flight: int | None = None,
+        init_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self._ray = _ray()
+        if workers is not None and workers < 0:
+            raise InvalidParameterError(f"workers must be >= 0; got {workers}. Use 0 or None for one per CPU.")
+        if num_cpus_per_task <= 0 and num_gpus_per_task <= 0:
+            raise InvalidParameterError("a task needs some resource: num_cpus_per_task or num_gpus_per_task must be > 0.")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise InvalidParameterError(f"max_in_flight must be >= 1; got {max_in_flight}.")
+        self.address = address
+        self.requested_workers = workers or None
+        self.num_cpus_per_task = num_cpus_per_task
+        self.num_gpus_per_task = num_gpus_per_task
+        self.max_in_flight = max_in_flight
+        self.init_kwargs = dict(init_kwargs or {})
+        self.cache = ResultCache(cache_dir) if cache_dir is not None else None
+        self.last_stats = MapStats()
+        self.workers = workers or os.cpu_count() or 1
+        self._started_ray = False
+        self._remote: dict[Any, Any] = {}
+
+    def connect(self) -> None:
+        """Join ``address`` or start a local Ray, unless this process is already connected."""
+        ray = self._ray
+        if not ray.is_initialized():
+            kwargs = {"include_dashboard": False, "log_to_driver": False} | self.init_kwargs
+            try:
+                if self.address:
+                    ray.init(address=self.address, **kwargs)
+                else:
+                    ray.init(num_cpus=self.requested_workers or os.cpu_count() or 1, **kwargs)
+            except ConnectionError as exc:
+                raise BackendUnavailableError(
+                    f"cannot reach a Ray cluster at {self.address!r} ({exc}). Start one (`ray start --head`) "
+                    "or leave the address out to start a local Ray."
+                ) from exc
+            self._started_ray = True
+        cpus = float(ray.cluster_resources().get("CPU", 1.0))
+        self.workers = max(1, int(cpus // self.num_cpus_per_task)) if self.num_cpus_per_task > 0 else self.workers
+
+    def _remote_fn(self, fn: Callable[..., Any]) -> Any:
+        remote = self._remote.get(fn)
+        if remote is None:
+            remote = self._ray.remote(num_cpus=self.num_cpus_per_task, num_gpus=self.num_gpus_per_task, max_retries=0)(fn)
+            self._remote[fn] = remote
+        return remote
+
+    def map(self, fn, tasks, *, keys=None, progress=None, return_failures=False):  # type: ignore[no-untyped-def]
+        self.connect()
+        backend = _RayBackend(self._ray, self._remote_fn(fn), self.max_in_flight or self.workers)
+        try:
+            return drive(self, backend, fn, tasks, keys=keys, progress=progress, return_failures=return_failures)
+        except BaseException:
+            # a task failed for good or Ctrl-C: stop what is still running on the cluster
+            for ref in backend.live:
+                self._ray.cancel(ref, force=True)
+            raise
+
+    def close(self) -> None:
+        """Shut Ray down if this executor started it (a joined cluster is left running)."""
+        if self._started_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._started_ray = False
+        self._remote.clear()
