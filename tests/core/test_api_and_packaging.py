@@ -105,7 +105,7 @@ def test_core_modules_do_not_import_frameworks_at_module_level():
 @pytest.mark.slow
 def test_wheel_contains_every_package(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
         capture_output=True,
         text=True,
     )
