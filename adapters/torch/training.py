@@ -77,6 +77,9 @@ class TrainContext:
     metrics: dict[str, Any] = field(default_factory=dict)
     stop_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: the held-out data passed to ``fit`` (None when not given), e.g. for a defense to report accuracy
+    x_val: Any = None
+    y_val: Any = None
 
 
 @dataclass
@@ -176,6 +179,8 @@ class Trainer:
             rng=gen_np,
             pm=self.pm,
             sampling=c.sampling,
+            x_val=x_val,
+            y_val=y_val,
         )
         for d in self.defenses:
             d.on_train_begin(ctx)
