@@ -1,0 +1,226 @@
+"""Membership inference with a trained attack classifier (MindArmour's way and Shokri et al. 2017's)."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from audit_sdk import Attack, AttackResult, hookimpl
+from audit_sdk._rng import as_generator
+from audit_sdk.data import AuditData
+from audit_sdk.errors import InvalidDataError
+from audit_sdk.metrics import precision_recall_accuracy
+from audit_sdk.target import Target
+
+from ._common import finish, true_class_stats
+from ._reference import ReferenceParams, describe, get_reference_set
+
+__all__ = ["ClassifierAttack", "attack_features", "make_search"]
+
+#: Attack models, their MindArmour names, and the grid used when a config gives no params.
+METHODS = ("lr", "knn", "mlp", "rf", "gb")
+_DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "lr": {"C": [0.1, 1.0, 10.0]},
+    "knn": {"n_neighbors": [5, 15, 31]},
+    "mlp": {"hidden_layer_sizes": [(32,), (64,)], "alpha": [1e-4, 1e-2]},
+    "rf": {"n_estimators": [50, 100], "max_depth": [2, 4, 8], "min_samples_leaf": [1, 5]},
+    "gb": {"learning_rate": [0.05, 0.1], "max_depth": [2, 3, None], "max_iter": [50, 100]},
+}
+_METRICS = ("precision", "recall", "accuracy")
+
+
+def _estimator(method: str) -> Any:
+    # The base settings are MindArmour's (attacker.py), plus gradient boosting.
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.neural_network import MLPClassifier
+
+    return {
+        "lr": lambda: LogisticRegression(C=1.0, max_iter=300),
+        "knn": lambda: KNeighborsClassifier(),
+        "mlp": lambda: MLPClassifier(random_state=1, max_iter=300),
+        "rf": lambda: RandomForestClassifier(max_depth=2, random_state=0),
+        "gb": lambda: HistGradientBoostingClassifier(random_state=0),
+    }[method]()
+
+
+def make_search(method: str, grid: dict[str, list[Any]], *, seed: int = 0) -> Any:
+    """The scikit-learn search of one attack model: a scaler then the classifier.
+
+    lr, knn and mlp use ``GridSearchCV(cv=3)``; rf and gb ``RandomizedSearchCV(n_iter<=7, cv=3)``
+    (MindArmour's choice for rf). Both maximise ROC AUC.
+    """
+    from sklearn.model_selection import GridSearchCV, ParameterGrid, RandomizedSearchCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = Pipeline([("scale", StandardScaler()), ("clf", _estimator(method))])
+    pgrid = {f"clf__{k}": list(v) for k, v in grid.items()}
+    if method in ("rf", "gb"):
+        n_iter = min(7, len(ParameterGrid(pgrid)))
+        return RandomizedSearchCV(pipe, pgrid, n_iter=n_iter, cv=3, scoring="roc_auc", random_state=seed, n_jobs=1)
+    return GridSearchCV(pipe, pgrid, cv=3, scoring="roc_auc", n_jobs=1)
+
+
+def attack_features(probs: np.ndarray, y: np.ndarray, *, kind: str) -> np.ndarray:
+    """Per-example attack features: [loss, probabilities sorted high to low] or MindArmour's [loss, probabilities]."""
+    loss = true_class_stats(probs, y)["loss"]
+    p = np.sort(probs, axis=1)[:, ::-1] if kind == "loss-sorted" else probs
+    return np.column_stack([loss, p])
+
+
+class AttackModelConfig(BaseModel):
+    """One entry of MindArmour's ``attack_config``: ``{"method": "lr", "params": {"C": [0.1, 1]}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str
+    params: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("method")
+    @classmethod
+    def _method(cls, v: str) -> str:
+        m = v.lower()  # MindArmour accepts any case
+        if m not in METHODS:
+            raise ValueError(f"unknown attack model {v!r}; expected one of {list(METHODS)}")
+        return m
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _grid(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            bad = [k for k, vals in v.items() if not isinstance(vals, (list, tuple)) or len(vals) == 0]
+            if bad:
+                raise ValueError(f"each param must map to a non-empty list of candidate values (a search grid); not so for {bad}")
+            return {k: list(vals) for k, vals in v.items()}
+        return v
+
+    def check_names(self) -> None:
+        valid = set(_estimator(self.method).get_params())
+        unknown = sorted(set(self.params) - valid)
+        if unknown:
+            from audit_sdk.errors import InvalidParameterError
+
+            raise InvalidParameterError(
+                f"mia.classifier: {self.method} has no parameter(s) {unknown}; valid ones include {sorted(valid)[:12]}."
+            )
+
+
+class ClassifierAttack(Attack):
+    """Membership inference with an attack model fitted on per-example output features.
+
+    ``setting="target-split"`` (MindArmour's MembershipInference): the attack model is fitted on
+    a labelled fraction of the target's own members and non-members and evaluated on the rest
+    (an auditor's upper bound, not a realistic attacker). ``setting="shadow"`` (Shokri et al. 2017):
+    it is fitted on shadow models, each trained on a random half of the population, with that half
+    as members and the other half as non-members, then applied to the target on every audited
+    example. Several attack models may be given (MindArmour's ``attack_config``); the one with the
+    best cross-validated AUC scores the result, and every model's precision, recall and accuracy
+    are reported in ``extra["models"]``.
+
+        ClassifierAttack(attack_config=[{"method": "lr", "params": {"C": [0.1, 1.0]}}, {"method": "rf"}])
+    """
+
+    name = "mia.classifier"
+    summary = "Attack models (lr, knn, mlp, rf, gb) on output features, target-split or shadow models (MindArmour; Shokri et al. 2017)."
+    access = "black-box"
+
+    class Params(ReferenceParams):
+        setting: Literal["target-split", "shadow"] = "target-split"
+        attack_config: list[AttackModelConfig] = Field(
+            default_factory=lambda: [AttackModelConfig(method="lr")], description="MindArmour format: [{'method': 'lr', 'params': {...}}]"
+        )
+        features: Literal["loss-sorted", "loss-probs"] = Field("loss-sorted", description="loss-probs is MindArmour's [loss, outputs]")
+        train_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="target-split: labelled fraction used to fit the attack model")
+        metrics: list[Literal["precision", "recall", "accuracy"]] = Field(default_factory=lambda: list(_METRICS))
+        n_references: int = Field(4, ge=1, le=1024, description="shadow setting: number of shadow models")
+
+    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
+        p = self.params
+        for cfg in p.attack_config:
+            cfg.check_names()
+        gen = as_generator(rng)
+        seed = int(gen.integers(0, 2**31 - 1))
+        x, y, truth = data.combined()
+        probs = target.predict_proba(x)
+        feats = attack_features(probs, y, kind=p.features)
+        extra: dict[str, Any] = {"setting": p.setting}
+        if p.setting == "target-split":
+            train_idx, eval_idx = _stratified_split(truth, p.train_fraction, gen)
+            fx, fy = feats[train_idx], truth[train_idx]
+        else:
+            ref = get_reference_set(p, target, data, kind="offline", context=context, attack_name=self.name)
+            ref_probs = ref.predict_proba(ref.pool_x)
+            fx = np.concatenate([attack_features(ref_probs[i], ref.pool_y, kind=p.features) for i in range(ref.n_models)])
+            fy = ref.masks.reshape(-1)
+            eval_idx = np.arange(len(y))
+            extra.update(describe(ref))
+        order = gen.permutation(len(fy))  # shuffled, as MindArmour does, so CV folds mix members and non-members
+        fx, fy = fx[order], fy[order]
+        if fy.all() or (~fy).all():
+            raise InvalidDataError("mia.classifier: the attack training set holds only one class; use more members and non-members.")
+        models = []
+        best = None
+        from sklearn.exceptions import ConvergenceWarning
+
+        for cfg in p.attack_config:
+            search = make_search(cfg.method, cfg.params or _DEFAULT_GRIDS[cfg.method], seed=seed)
+            with warnings.catch_warnings():
+                # MindArmour silences these too: a grid point that does not converge is just scored lower.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                search.fit(fx, fy)
+            s = search.predict_proba(feats[eval_idx])[:, 1]
+            pra = precision_recall_accuracy(s, truth[eval_idx], 0.5)
+            entry = {
+                "method": cfg.method,
+                "best_params": {k.removeprefix("clf__"): _plain(v) for k, v in search.best_params_.items()},
+                "cv_auc": float(search.best_score_),
+                **{m: pra[m] for m in p.metrics},
+            }
+            models.append(entry)
+            if best is None or search.best_score_ > best[0]:
+                best = (search.best_score_, s, entry)
+        assert best is not None  # attack_config is validated non-empty
+        extra.update({"models": models, "selected": best[2]["method"], "n_eval": int(len(eval_idx)), "n_attack_train": int(len(fy))})
+        stats = true_class_stats(probs[eval_idx], y[eval_idx])
+        return finish(
+            self,
+            scores=best[1],
+            truth=truth[eval_idx],
+            labels=y[eval_idx],
+            predicted=probs[eval_idx].argmax(axis=1),
+            loss=stats["loss"],
+            context=context,
+            extra=extra,
+        )
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, (np.integer, np.floating)):
+        return v.item()
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+def _stratified_split(truth: np.ndarray, fraction: float, gen: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    train, held = [], []
+    for cls in (True, False):
+        idx = gen.permutation(np.flatnonzero(truth == cls))
+        k = int(round(fraction * len(idx)))
+        if k < 3 or len(idx) - k < 1:
+            raise InvalidDataError(
+                f"mia.classifier: {len(idx)} {'members' if cls else 'non-members'} cannot be split {fraction:g}/{1 - fraction:g} "
+                "into an attack training part (>= 3, for 3-fold CV) and a held-out part (>= 1); audit more samples."
+            )
+        train.append(idx[:k])
+        held.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
+
+
+@hookimpl
+def register_attacks() -> list[type[Attack]]:
+    return [ClassifierAttack]
