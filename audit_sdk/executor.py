@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .cache import ResultCache
-from .errors import AuditSDKError, InvalidParameterError
+from .errors import AuditSDKError, AuditSDKWarning, InvalidParameterError
 
 __all__ = [
     "EXECUTOR_NAMES",
@@ -142,7 +143,7 @@ class Executor(ABC):
     def close(self) -> None:
         """Release workers (a no-op for inline execution)."""
 
-    def __enter__(self) -> Executor:
+    def __enter__(self) -> Executor:  # noqa: PYI034 - typing.Self needs 3.11; subclasses keep their type via their own use
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -242,7 +243,12 @@ def drive(
                 results[i] = value
                 stats.computed += 1
                 if cache is not None:
-                    cache.put(key_list[i], value)
+                    try:
+                        cache.put(key_list[i], value)
+                    except InvalidParameterError as exc:
+                        # the run still completes; it just cannot resume this function's results
+                        warnings.warn(f"results of {_task_name(fn)} are not cached: {exc}", AuditSDKWarning, stacklevel=3)
+                        cache = None
                 suspects.discard(i)
                 finish(i)
                 continue
@@ -288,7 +294,7 @@ def _describe(exc: BaseException) -> str:
 class _Done:
     """A completed inline call (inline 'futures' are finished on submit)."""
 
-    __slots__ = ("value", "exc")
+    __slots__ = ("exc", "value")
 
     def __init__(self, value: Any, exc: BaseException | None) -> None:
         self.value, self.exc = value, exc
@@ -300,7 +306,7 @@ class _InlineBackend:
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> _Done:
         try:
             return _Done(fn(*args), None)
-        except Exception as exc:  # retried once, then reported by the driver
+        except Exception as exc:  # noqa: BLE001 - any task error is retried once, then reported by the driver
             return _Done(None, exc)
 
     def wait_any(self, handles: list[_Done]) -> list[tuple[Any, Any, BaseException | None]]:

@@ -29,13 +29,13 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Union
+from typing import IO, Any, TypeAlias
 
 import numpy as np
 
 from .errors import InvalidDataError, InvalidParameterError
 
-__all__ = ["NpyStream", "StreamResult", "iter_batches", "open_array", "stream_scores", "SCORES"]
+__all__ = ["SCORES", "NpyStream", "StreamResult", "iter_batches", "open_array", "stream_scores"]
 
 
 class NpyStream:
@@ -77,7 +77,7 @@ class NpyStream:
                 yield i, np.frombuffer(buf, dtype=self.dtype).reshape((rows, *self.row_shape))
 
 
-ArraySource = Union[np.ndarray, NpyStream]
+ArraySource: TypeAlias = "np.ndarray | NpyStream"
 
 
 def _read_exact(fh: IO[bytes], n: int, name: str) -> bytes:

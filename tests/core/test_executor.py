@@ -15,10 +15,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # worker processes import the tasks module by name
 
-import _executor_tasks as T  # noqa: E402
+import _executor_tasks as T
 
-from audit_sdk.errors import BackendUnavailableError, InvalidParameterError  # noqa: E402
-from audit_sdk.executor import LocalExecutor, RunCancelled, TaskError, TaskFailure, make_executor  # noqa: E402
+from audit_sdk.errors import BackendUnavailableError, InvalidParameterError
+from audit_sdk.executor import LocalExecutor, RunCancelled, TaskError, TaskFailure, make_executor
 
 
 @pytest.fixture
@@ -170,3 +170,12 @@ def test_import_audit_sdk_does_not_import_ray_or_frameworks() -> None:
         "print(sorted(m for m in ('ray', 'torch', 'onnxruntime') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_uncacheable_results_warn_once_and_the_run_completes(tmp_path: Path) -> None:
+    from audit_sdk.errors import AuditSDKWarning
+
+    ex = LocalExecutor(1, cache_dir=tmp_path / "cache")
+    with pytest.warns(AuditSDKWarning, match="not cached: cannot cache a set") as rec:
+        out = ex.map(T.as_set, [(1,), (2,)], keys=["a", "b"])
+    assert out == [{1}, {2}] and len(rec) == 1

@@ -21,10 +21,10 @@ ray = pytest.importorskip("ray")
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-import _executor_tasks as T  # noqa: E402
+import _executor_tasks as T
 
-from audit_sdk.executor import LocalExecutor, RunCancelled, TaskFailure, make_executor  # noqa: E402
-from audit_sdk.executors.ray_backend import RayExecutor  # noqa: E402
+from audit_sdk.executor import LocalExecutor, RunCancelled, TaskFailure, make_executor
+from audit_sdk.executors.ray_backend import RayExecutor
 
 
 @pytest.fixture(scope="module")

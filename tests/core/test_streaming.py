@@ -110,6 +110,8 @@ def test_compressed_stream_resumes_mid_file(tmp_path: Path, data) -> None:
     xs, ys = open_array(tmp_path / "d.npz", "x"), open_array(tmp_path / "d.npz", "y")
     got = np.concatenate([b for _, b in iter_batches(xs, 64, start=500)])
     np.testing.assert_array_equal(got, x[500:])
+    firsts = [i for i, _ in iter_batches(ys, 300, start=100)]
+    assert firsts == [100, 400, 700, 1000]
 
 
 def test_errors_name_the_problem(tmp_path: Path, data) -> None:
