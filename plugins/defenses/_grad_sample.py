@@ -1,0 +1,297 @@
+"""Per-sample gradient norms and clipped gradient sums for DP-SGD (torch imported by the caller).
+
+Two engines, one result (``ClippedSum``):
+
+``ghost`` (book-keeping, Bu et al. 2023, "Differentially private optimization on large model at
+small cost", with the ghost norm of Goodfellow 2015 / Li et al. 2022): one forward pass records
+each layer's input ``a``; one ``autograd.grad`` call returns the gradient ``g`` of the summed loss
+with respect to each layer's output (parameter gradients are never formed). A sample's weight
+gradient of a linear map is sum_t g_t a_t^T, so its squared norm is either
+``sum_{t,t'} (a_t.a_t')(g_t.g_t')`` (ghost: never forms the gradient) or the norm of the formed
+``g^T a`` of that one layer, whichever costs fewer flops (convolutions use their unfolded input;
+large spatial maps favour the direct form, long sequences of small layers the ghost form; the
+direct form runs over chunks of samples to bound memory). The clipped sum
+``sum_i c_i g_i^T a_i`` is then one matmul per layer (``conv2d_weight`` for convolutions) on the
+stored tensors with ``g`` scaled by the clip factors: no second backward pass.
+
+``vmap``: ``torch.func.vmap(grad(...))`` over chunks of samples, materialising per-sample
+gradients; used for layers the ghost engine does not know (any module owning trainable
+parameters other than Linear, Conv1d/2d without groups, LayerNorm, GroupNorm) or on request.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["ClippedSum", "clipped_grad_sum", "ghost_supported", "unsupported_modules"]
+
+_SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LayerNorm, nn.GroupNorm)
+#: elements of one chunk of per-sample gradients or unfolded inputs (~64 MiB in float32)
+_CHUNK_ELEMS = 1 << 24
+
+
+@dataclass
+class ClippedSum:
+    """sum_i clip_i(grad_i) per parameter, with the per-sample norms before clipping."""
+
+    grads: list[torch.Tensor]
+    norms: torch.Tensor  # (n,) flat per-sample norms before clipping
+    loss: float  # mean per-example loss of the batch (0.0 for an empty batch)
+
+
+def _own_trainable(m: nn.Module) -> list[nn.Parameter]:
+    return [p for p in m.parameters(recurse=False) if p.requires_grad]
+
+
+def unsupported_modules(model: nn.Module) -> list[str]:
+    """Modules owning trainable parameters that the ghost engine cannot handle."""
+    bad = []
+    for name, m in model.named_modules():
+        if not _own_trainable(m):
+            continue
+        if not isinstance(m, _SUPPORTED) or (isinstance(m, (nn.Conv1d, nn.Conv2d)) and (m.groups != 1 or m.padding_mode != "zeros")):
+            bad.append(f"{name or '<root>'} ({type(m).__name__})")
+    return bad
+
+
+def ghost_supported(model: nn.Module) -> bool:
+    return not unsupported_modules(model)
+
+
+def _chunks(n: int, per_sample: int) -> list[tuple[int, int]]:
+    size = max(1, min(n, _CHUNK_ELEMS // max(1, per_sample)))
+    return [(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+class _Layer:
+    """One parameterised module's captured input / output during the forward pass."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.inp: torch.Tensor | None = None
+        self.out: torch.Tensor | None = None
+        self.calls = 0
+
+    def hook(self, module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        self.calls += 1
+        self.inp = inputs[0].detach()
+        self.out = output
+
+    # -- per-sample squared norms of this layer's parameters, and the clipped sum -------------
+    def params(self) -> list[nn.Parameter]:
+        return _own_trainable(self.module)
+
+    def sq_norms(self, g: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """(n,) squared per-sample norm of all own trainable params; plus state for ``weighted``."""
+        m = self.module
+        a = self.inp
+        assert a is not None
+        n = a.shape[0]
+        if isinstance(m, nn.Linear):
+            a3 = a.reshape(n, -1, a.shape[-1])
+            g3 = g.reshape(n, -1, g.shape[-1])
+            return self._linear_like(m, a3, g3), None
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            return self._conv_sq(m, a, g), None
+        # LayerNorm / GroupNorm: per-sample grads are small (channels); form them
+        xhat = self._normalised(m, a)
+        gw = (g * xhat) if m.weight is not None else None
+        per = []
+        if isinstance(m, nn.LayerNorm):
+            red = tuple(range(1, g.dim() - len(m.normalized_shape)))
+            if m.weight is not None and m.weight.requires_grad:
+                per.append(gw.sum(dim=red) if red else gw)
+            if m.bias is not None and m.bias.requires_grad:
+                per.append(g.sum(dim=red) if red else g)
+        else:
+            red = tuple(range(2, g.dim()))
+            if m.weight is not None and m.weight.requires_grad:
+                per.append(gw.sum(dim=red) if red else gw)
+            if m.bias is not None and m.bias.requires_grad:
+                per.append(g.sum(dim=red) if red else g)
+        sq = sum(p.reshape(n, -1).pow(2).sum(1) for p in per)
+        return sq, per
+
+    @staticmethod
+    def _normalised(m: nn.Module, a: torch.Tensor) -> torch.Tensor:
+        if isinstance(m, nn.LayerNorm):
+            return F.layer_norm(a, m.normalized_shape, None, None, m.eps)
+        return F.group_norm(a, m.num_groups, None, None, m.eps)
+
+    def _linear_like(self, m: nn.Linear, a3: torch.Tensor, g3: torch.Tensor) -> torch.Tensor:
+        n, T, din = a3.shape
+        dout = g3.shape[-1]
+        sq = torch.zeros(n, dtype=g3.dtype, device=g3.device)
+        if m.weight.requires_grad:
+            if T == 1:
+                sq = sq + a3.pow(2).sum((1, 2)) * g3.pow(2).sum((1, 2))
+            elif T * T * (din + dout) <= T * din * dout:
+                for s, e in _chunks(n, T * T):
+                    aa = torch.bmm(a3[s:e], a3[s:e].transpose(1, 2))
+                    gg = torch.bmm(g3[s:e], g3[s:e].transpose(1, 2))
+                    sq[s:e] += (aa * gg).sum((1, 2))
+            else:
+                for s, e in _chunks(n, din * dout):
+                    sq[s:e] += torch.bmm(g3[s:e].transpose(1, 2), a3[s:e]).pow(2).sum((1, 2))
+        if m.bias is not None and m.bias.requires_grad:
+            sq = sq + g3.sum(1).pow(2).sum(1)
+        return sq
+
+    def _unfold(self, m: nn.Module, a: torch.Tensor) -> torch.Tensor:
+        if isinstance(m, nn.Conv1d):
+            a4 = a.unsqueeze(2)
+            return F.unfold(a4, (1, m.kernel_size[0]), dilation=(1, m.dilation[0]), padding=(0, m.padding[0]), stride=(1, m.stride[0]))
+        return F.unfold(a, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
+
+    def _conv_sq(self, m: nn.Module, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        n = a.shape[0]
+        cout = g.shape[1]
+        g3 = g.reshape(n, cout, -1)  # (n, Cout, T)
+        T = g3.shape[2]
+        cin_k = (a.shape[1] // m.groups) * math.prod(m.kernel_size)
+        sq = torch.zeros(n, dtype=g.dtype, device=g.device)
+        if m.weight.requires_grad:
+            ghost_cost = T * T * (cin_k + cout)
+            direct_cost = T * cin_k * cout
+            per_sample = max(cin_k * T, T * T if ghost_cost < direct_cost else cin_k * cout)
+            for s, e in _chunks(n, per_sample):
+                u = self._unfold(m, a[s:e])  # (c, Cin*k, T)
+                if ghost_cost < direct_cost:
+                    uu = torch.bmm(u.transpose(1, 2), u)
+                    gg = torch.bmm(g3[s:e].transpose(1, 2), g3[s:e])
+                    sq[s:e] += (uu * gg).sum((1, 2))
+                else:
+                    sq[s:e] += torch.bmm(g3[s:e], u.transpose(1, 2)).pow(2).sum((1, 2))
+        if m.bias is not None and m.bias.requires_grad:
+            sq = sq + g3.sum(2).pow(2).sum(1)
+        return sq
+
+    def weighted(self, g: torch.Tensor, c: torch.Tensor, state: Any) -> list[torch.Tensor]:
+        """sum_i c_i * grad_i for each own trainable param, in ``params()`` order."""
+        m = self.module
+        a = self.inp
+        assert a is not None
+        n = a.shape[0]
+        shape = (n,) + (1,) * (g.dim() - 1)
+        gc = g * c.reshape(shape).to(g.dtype)
+        out: list[torch.Tensor] = []
+        if isinstance(m, nn.Linear):
+            if m.weight.requires_grad:
+                out.append(gc.reshape(-1, gc.shape[-1]).t() @ a.reshape(-1, a.shape[-1]))
+            if m.bias is not None and m.bias.requires_grad:
+                out.append(gc.reshape(-1, gc.shape[-1]).sum(0))
+            return out
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            if m.weight.requires_grad:
+                fn = torch.nn.grad.conv1d_weight if isinstance(m, nn.Conv1d) else torch.nn.grad.conv2d_weight
+                out.append(fn(a, m.weight.shape, gc, stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups))
+            if m.bias is not None and m.bias.requires_grad:
+                out.append(gc.reshape(n, gc.shape[1], -1).sum((0, 2)))
+            return out
+        cc = c.to(g.dtype)
+        return [torch.einsum("n,n...->...", cc, p) for p in state]
+
+
+def _ghost(model: nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, clip: float, per_layer: bool) -> ClippedSum | None:
+    layers: list[_Layer] = []
+    handles = []
+    for m in model.modules():
+        if _own_trainable(m):
+            lay = _Layer(m)
+            layers.append(lay)
+            handles.append(m.register_forward_hook(lay.hook))
+    try:
+        losses = loss_fn(model(x), y)
+    finally:
+        for h in handles:
+            h.remove()
+    used = [lay for lay in layers if lay.calls > 0]
+    if any(lay.calls > 1 for lay in used):
+        return None  # weight sharing: per-call contributions interact; let vmap handle it
+    outs = [lay.out for lay in used]
+    gs = torch.autograd.grad(losses.sum(), outs, allow_unused=True)
+    sqs, states = [], []
+    for lay, g in zip(used, gs):
+        if g is None:
+            g = torch.zeros_like(lay.out)
+        sq, st = lay.sq_norms(g)
+        sqs.append(sq)
+        states.append((g, st))
+    n = x.shape[0]
+    sq_mat = torch.stack(sqs, 1) if sqs else torch.zeros(n, 0, device=x.device)
+    norms = sq_mat.sum(1).sqrt()
+    grads_by_param: dict[int, torch.Tensor] = {}
+    for j, (lay, (g, st)) in enumerate(zip(used, states)):
+        if per_layer:
+            c_l = clip / math.sqrt(max(1, len(used)))
+            c = torch.clamp(c_l / (sq_mat[:, j].sqrt() + 1e-12), max=1.0)
+        else:
+            c = torch.clamp(clip / (norms + 1e-12), max=1.0)
+        for p, gp in zip(lay.params(), lay.weighted(g, c.detach(), st)):
+            grads_by_param[id(p)] = gp.reshape(p.shape)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = [grads_by_param.get(id(p), torch.zeros_like(p)) for p in params]
+    return ClippedSum(grads=grads, norms=norms.detach(), loss=float(losses.detach().mean()))
+
+
+def _vmap(model: nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, clip: float, per_layer: bool) -> ClippedSum:
+    from torch.func import functional_call, grad_and_value, vmap
+
+    names = [k for k, p in model.named_parameters() if p.requires_grad]
+    params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+    frozen = {k: p.detach() for k, p in model.named_parameters() if not p.requires_grad}
+    buffers = {k: b.detach() for k, b in model.named_buffers()}
+
+    def one(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, ({**p, **frozen}, buffers), (xi.unsqueeze(0),))
+        return loss_fn(out, yi.unsqueeze(0)).sum()
+
+    per_fn = vmap(grad_and_value(one), in_dims=(None, 0, 0), randomness="different")
+    n = x.shape[0]
+    d = sum(p.numel() for p in params.values())
+    sums = [torch.zeros_like(params[k]) for k in names]
+    norms_all, loss_total = [], 0.0
+    for s, e in _chunks(n, d):
+        g, lv = per_fn(params, x[s:e], y[s:e])
+        sq = torch.stack([g[k].reshape(e - s, -1).pow(2).sum(1) for k in names], 1)
+        norms = sq.sum(1).sqrt()
+        # per-layer = per module (weight and bias together), as in the ghost engine
+        layer_of = [k.rsplit(".", 1)[0] if "." in k else "" for k in names]
+        layers = sorted(set(layer_of))
+        layer_sq = {lay: sum(sq[:, j] for j, lk in enumerate(layer_of) if lk == lay) for lay in layers}
+        for j, k in enumerate(names):
+            if per_layer:
+                c = torch.clamp(clip / math.sqrt(len(layers)) / (layer_sq[layer_of[j]].sqrt() + 1e-12), max=1.0)
+            else:
+                c = torch.clamp(clip / (norms + 1e-12), max=1.0)
+            sums[j] += torch.einsum("n,n...->...", c, g[k])
+        norms_all.append(norms)
+        loss_total += float(lv.sum())
+    return ClippedSum(grads=sums, norms=torch.cat(norms_all) if norms_all else torch.zeros(0), loss=loss_total / max(1, n))
+
+
+def clipped_grad_sum(
+    model: nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, *, clip: float, per_layer: bool = False, mode: str = "auto"
+) -> ClippedSum:
+    """Sum of per-sample clipped gradients of ``loss_fn(model(x), y)`` (per-example losses).
+
+    Args:
+        clip: the flat clip bound C; with ``per_layer`` each parameterised module gets C / sqrt(L),
+            so the total per-sample norm stays <= C.
+        mode: ``auto`` (ghost when every parameterised module is supported, else vmap),
+            ``ghost`` or ``vmap``.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if x.shape[0] == 0:
+        return ClippedSum(grads=[torch.zeros_like(p) for p in params], norms=torch.zeros(0, device=x.device), loss=0.0)
+    if mode in ("auto", "ghost") and ghost_supported(model):
+        res = _ghost(model, loss_fn, x, y, clip, per_layer)
+        if res is not None:
+            return res
+    return _vmap(model, loss_fn, x, y, clip, per_layer)
