@@ -102,7 +102,22 @@ def run_attack(
 
 @dataclass
 class AuditReport:
-    """Results of an audit, with a table view and JSON (schema_version 1)."""
+    """Results of an audit, with a table view, JSON (schema_version 1) and a self-contained HTML page.
+
+        report = audit_sdk.run_audit("model.onnx", data, attacks=["mia.loss-threshold"])
+        print(report.summary()); report.to_json("out/report.json"); report.to_html("out/report.html")
+
+    Attributes:
+        target, data: JSON-able descriptions of the model and the audit data.
+        results: one AttackResult per attack, in the order run.
+        privacy: figures of the DP training run the model came from (e.g. ``{"epsilon": 3.0,
+            "delta": 1e-5, "accountant": "acct.rdp"}``), shown beside the empirical lower bounds.
+        sections: extra report sections from the ``report_sections`` hook.
+        config: the audit config that produced the report (JSON-able), when one was used.
+        timings: seconds per phase (``load_target``, each attack by name, ``total``).
+        policy: outcomes of the privacy gate rules checked against this report.
+        label: a short name for the audited model (a grid cell's label).
+    """
 
     target: dict[str, Any]
     data: dict[str, Any]
@@ -111,6 +126,32 @@ class AuditReport:
     seconds: float = 0.0
     privacy: dict[str, Any] | None = None
     sections: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    policy: list[dict[str, Any]] = field(default_factory=list)
+    label: str | None = None
+    utility: dict[str, float] = field(default_factory=dict)
+
+    def theoretical_epsilon(self) -> float | None:
+        """The accountant's epsilon from ``privacy`` (the smallest one reported), or None without DP.
+
+        Looks for a numeric ``epsilon`` at the top of ``privacy`` or in nested dicts (one per
+        defense or accountant); every accountant's figure is a valid upper bound, so the
+        tightest is reported.
+        """
+        found: list[float] = []
+
+        def walk(node: Any) -> None:
+            if isinstance(node, dict):
+                v = node.get("epsilon")
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
+                    found.append(float(v))
+                for child in node.values():
+                    if isinstance(child, dict):
+                        walk(child)
+
+        walk(self.privacy or {})
+        return min(found) if found else None
 
     def to_dict(self) -> dict[str, Any]:
         from . import __version__
@@ -126,7 +167,39 @@ class AuditReport:
             "privacy": self.privacy,
             "attacks": [r.to_dict() for r in self.results],
             "sections": [{k: v for k, v in s.items() if k != "html"} for s in self.sections],
+            "label": self.label,
+            "utility": self.utility,
+            "config": self.config,
+            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
+            "policy": self.policy,
+            "versions": versions(),
         }
+
+    def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
+        """Write a self-contained HTML page (plots embedded, no network needed) and return its path.
+
+        Needs matplotlib and jinja2 (default dependencies; ``pip install "audit-sdk[report]"``).
+        """
+        from .report import render_html
+
+        return render_html([self], path, title=title)
+
+    def check_policy(self, rules: Sequence[str]) -> list[dict[str, Any]]:
+        """Check privacy gate rules (``"mia.loss-threshold.auc > 0.6"``) and record the outcomes.
+
+        Raises:
+            PolicyViolationError: a rule holds (the policy fails); the outcomes are recorded first.
+            InvalidParameterError: a rule is malformed or names an attack or metric not in the report.
+        """
+        from .gate import evaluate_rules, parse_rules
+        from .errors import PolicyViolationError
+
+        outcomes = evaluate_rules(self, parse_rules(rules))
+        self.policy = [o.to_dict() for o in outcomes]
+        failed = [o for o in outcomes if o.failed]
+        if failed:
+            raise PolicyViolationError("; ".join(o.describe() for o in failed))
+        return self.policy
 
     def to_json(self, path: str | Path) -> Path:
         p = Path(path)
@@ -175,6 +248,21 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def versions() -> dict[str, str]:
+    """Versions of audit-sdk, Python and the libraries that shape the numbers (those installed)."""
+    from importlib import metadata
+
+    from . import __version__
+
+    out = {"audit-sdk": __version__, "python": platform.python_version(), "platform": platform.platform(terse=True)}
+    for dist in ("numpy", "scipy", "scikit-learn", "torch", "onnxruntime-gpu", "onnxruntime", "pydantic", "pluggy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def _json_default(o: Any) -> Any:
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
@@ -185,28 +273,91 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+_UNSET: Any = object()
+
+
+def _progress_bar(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), transient=True)
+
+
 def run_audit(
     target: Any,
-    data: AuditData,
+    data: AuditData | None = None,
     *,
-    attacks: Sequence[str | Attack | tuple[str, dict[str, Any]]] = ("mia.loss-threshold",),
-    rng: RNGLike = 0,
+    attacks: Sequence[str | Attack | tuple[str, dict[str, Any]]] | None = None,
+    rng: RNGLike = _UNSET,
     registry: Registry | None = None,
     context: RunContext | None = None,
     target_options: dict[str, Any] | None = None,
+    config: Any = None,
+    privacy: dict[str, Any] | None = None,
+    defenses: Sequence[Any] = (),
+    progress: bool = False,
+    label: str | None = None,
 ) -> AuditReport:
     """Audit ``target`` on ``data`` with each attack and return the report.
 
-    No global state: two audits in one process do not share anything but the (read-only) plugin
-    classes.
+    No global state: two audits in one process share nothing but the (read-only) plugin classes,
+    so they may run one after the other or in threads.
 
     Args:
         target: a Target, or anything ``load_target`` accepts (an .onnx path, a torch module, ...).
-        attacks: attack names, ``(name, params)`` pairs or Attack instances.
-        rng: seed for every attack; each attack gets its own stream derived from it.
+        data: the audit data; with a config it may be omitted (the config's ``data`` is loaded).
+        attacks: attack names, ``(name, params)`` pairs or Attack instances (default: the
+            config's attacks, else ``mia.loss-threshold``).
+        rng: seed for every attack; each attack gets its own stream derived from it (default:
+            the config's seed, else 0).
+        config: an ``AuditConfig``, a mapping, or a path to a YAML/JSON config (see
+            ``audit_sdk.config``); supplies attacks, data, output defenses, seed and executor
+            unless given explicitly, and is recorded in the report.
+        privacy: figures of the DP training run the model came from (``epsilon``, ``delta``,
+            accountant name, ...), reported beside the empirical epsilon lower bounds.
+        defenses: output defenses (Defense instances or ``(name, params)``) that wrap the target
+            before it is audited, applied after the config's.
+        progress: show a progress bar (rich) on stderr.
+        label: a short name for the audited model, shown in reports.
     """
+    cfg = None
+    if config is not None:
+        from .config import AuditConfig, load_config, parse_config
+
+        if isinstance(config, (str, Path)):
+            cfg = load_config(config, registry=registry)
+        elif isinstance(config, AuditConfig):
+            cfg = config
+        else:
+            cfg = parse_config(config, registry=registry)
     reg = registry or (context.registry if context else get_registry())
-    tgt = load_target(target, registry=reg, **{"input_shape": data.feature_shape, **(target_options or {})})
+    if data is None:
+        if cfg is None:
+            raise InvalidParameterError("run_audit needs data (an AuditData), or a config with a `data` section.")
+        data = cfg.load_data()
+    if attacks is None:
+        attacks = cfg.attack_specs() if cfg is not None else ("mia.loss-threshold",)
+    if rng is _UNSET:
+        rng = cfg.seed if cfg is not None else 0
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+    opts = {"input_shape": data.feature_shape}
+    if cfg is not None and cfg.target is not None:
+        opts["batch_size"] = cfg.target.batch_size
+    tgt = load_target(target, registry=reg, **{**opts, **(target_options or {})})
+    defense_objs = [reg.create("defense", d.name, d.params) for d in (cfg.defenses if cfg is not None else [])]
+    for d in defenses:
+        defense_objs.append(reg.create("defense", d[0], d[1]) if isinstance(d, tuple) else (reg.create("defense", d) if isinstance(d, str) else d))
+    for d in defense_objs:
+        if "output" not in getattr(d, "points", ()):
+            raise InvalidParameterError(
+                f"defense {d.name!r} acts at {', '.join(getattr(d, 'points', ())) or 'no'} point(s), not at the output: it changes "
+                "training and cannot defend an already-trained model. Train with it (audit_sdk.compare / `audit-sdk compare`), "
+                "or choose an output defense."
+            )
+        tgt = d.wrap_target(tgt)
+    timings["load_target"] = time.perf_counter() - t_start
     attack_objs: list[Attack] = []
     for a in attacks:
         if isinstance(a, Attack):
@@ -222,20 +373,47 @@ def run_audit(
     # Refuse mismatched access up front, before any attack spends time.
     for att in attack_objs:
         check_access(tgt, att.access, attack_name=att.name, alternatives=_alternatives(reg, tgt))
-    ctx = context or RunContext(registry=reg)
+    own_executor = None
+    if context is not None:
+        ctx = context
+    else:
+        ctx = RunContext(registry=reg, progress=progress)
+        if cfg is not None:
+            own_executor = ctx.executor = cfg.executor.make()
     seed_seq = np.random.SeedSequence(int(as_generator(rng).integers(0, 2**63 - 1)))
     t0 = time.perf_counter()
     results = []
-    for att, child in zip(attack_objs, seed_seq.spawn(len(attack_objs))):
-        results.append(run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx))
+    bar = _progress_bar(progress)
+    try:
+        if bar is not None:
+            bar.start()
+            task = bar.add_task(f"auditing{' ' + label if label else ''}", total=len(attack_objs))
+        for att, child in zip(attack_objs, seed_seq.spawn(len(attack_objs))):
+            if bar is not None:
+                bar.update(task, description=f"{label + ': ' if label else ''}{att.name}")
+            res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
+            results.append(res)
+            key = att.name if att.name not in timings else f"{att.name}#{len(results)}"
+            timings[key] = res.seconds
+            if bar is not None:
+                bar.advance(task)
+    finally:
+        if bar is not None:
+            bar.stop()
+        if own_executor is not None:
+            own_executor.close()
+    timings["total"] = time.perf_counter() - t_start
     report = AuditReport(
-        target=tgt.describe(),
+        target=tgt.describe() | ({"defenses": [d.name for d in defense_objs]} if defense_objs else {}),
         data=data.summary(),
         results=results,
         seed=rng if isinstance(rng, int) else None,
         seconds=time.perf_counter() - t0,
+        privacy=dict(privacy) if privacy else None,
+        config=cfg.to_dict() if cfg is not None else None,
+        timings=timings,
+        label=label,
     )
     for sections in reg.pm.hook.report_sections(report=report):
         report.sections.extend(sections or [])
     return report
-

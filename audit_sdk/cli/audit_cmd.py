@@ -1,4 +1,8 @@
-"""``audit-sdk audit MODEL --data DATA.npz [--attacks ...] --out DIR``."""
+"""``audit-sdk audit MODEL --data DATA.npz [--attacks ...] [--config FILE] [--fail-on RULE] --out DIR``.
+
+Writes DIR/report.json and DIR/report.html; ``--fail-on`` rules (repeatable, and ``fail_on`` in a
+config) make it exit 1 naming the failing rule, so a pipeline can block a release on privacy.
+"""
 
 from __future__ import annotations
 
@@ -12,38 +16,115 @@ from ._common import parse_params, split_names
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("audit", help="run attacks on a model (an .onnx file) and write DIR/report.json")
-    p.add_argument("model", help="path to the model (.onnx), or anything an installed adapter recognises")
-    p.add_argument("--data", required=True, help=".npz with x_members, y_members, x_non_members, y_non_members [, x_population, y_population]")
-    p.add_argument("--attacks", nargs="+", default=["mia.loss-threshold"], metavar="NAME", help="attack names, space- or comma-separated")
+    p = sub.add_parser(
+        "audit",
+        help="run attacks on a model (an .onnx file) and write DIR/report.json and DIR/report.html",
+        description="Audit a model. Options given on the command line override the config file's.",
+    )
+    p.add_argument("model", nargs="?", help="path to the model (.onnx), or anything an installed adapter recognises (default: the config's target.model)")
+    p.add_argument("--data", help=".npz with x_members, y_members, x_non_members, y_non_members [, x_population, y_population] (default: the config's data)")
+    p.add_argument("--config", metavar="FILE", help="YAML or JSON audit config (see `audit-sdk config example`)")
+    p.add_argument("--attacks", nargs="+", metavar="NAME", help="attack names, space- or comma-separated (default: the config's, else mia.loss-threshold)")
     p.add_argument("--param", action="append", metavar="NAME.KEY=VALUE", help="an attack option, e.g. mia.loss-threshold.calibration=per-class")
-    p.add_argument("--seed", type=int, default=0, help="seed for every attack (default 0)")
-    p.add_argument("--batch-size", type=int, default=1024, help="inputs per model query")
-    p.add_argument("--out", default="audit-sdk-out", help="output directory (default: audit-sdk-out)")
+    p.add_argument("--seed", type=int, help="seed for every attack (default: the config's, else 0)")
+    p.add_argument("--batch-size", type=int, help="inputs per model query (default 1024)")
+    p.add_argument("--out", help="output directory (default: the config's output.dir, else audit-sdk-out)")
+    p.add_argument(
+        "--fail-on",
+        action="append",
+        metavar="RULE",
+        help="privacy gate: exit 1 when the rule holds, e.g. 'mia.loss-threshold.tpr_at_fpr.0.01 > 0.05' (repeatable)",
+    )
+    p.add_argument("--privacy", metavar="FILE", help="JSON file of the DP training run's figures (epsilon, delta, ...) shown in the report")
+    p.add_argument("--no-html", action="store_true", help="do not write report.html")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (and --json output); no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..config import AuditConfig, load_config
     from ..data import load_npz
+    from ..errors import InvalidParameterError, PolicyViolationError
+    from ..gate import parse_rules, validate_rule_targets
     from ..registry import get_registry
     from ..run import run_audit
 
     reg = get_registry()
-    names = split_names(args.attacks)
+    cfg: AuditConfig | None = load_config(args.config, registry=reg) if args.config else None
+    model = args.model or (cfg.target.model if cfg is not None and cfg.target is not None else None)
+    if model is None:
+        raise InvalidParameterError("no model to audit: pass MODEL, or a --config with target.model.")
+    if args.data:
+        data = load_npz(args.data)
+    elif cfg is not None and cfg.data is not None:
+        data = cfg.load_data()
+    else:
+        raise InvalidParameterError("no audit data: pass --data DATA.npz, or a --config with a data section.")
+
     params = parse_params(args.param)
-    resolved = {n: reg.get("attack", n).name for n in names}  # fails fast on unknown names
+    if args.attacks:
+        names = split_names(args.attacks)
+        resolved = {n: reg.get("attack", n).name for n in names}  # fails fast on unknown names
+        attacks = [(resolved[n], params.get(n, params.get(resolved[n], {}))) for n in names]
+    elif cfg is not None:
+        attacks = [(reg.get("attack", n).name, p) for n, p in cfg.attack_specs()]
+        attacks = [(n, {**p, **params.get(n, {})}) for n, p in attacks]
+    else:
+        attacks = [("mia.loss-threshold", params.get("mia.loss-threshold", {}))]
+    known = {n for n, _ in attacks}
     for comp in params:
-        if comp not in resolved and comp not in resolved.values():
-            reg.get("attack", comp)
-    attacks = [(resolved[n], params.get(n, params.get(resolved[n], {}))) for n in names]
-    data = load_npz(args.data)
-    report = run_audit(args.model, data, attacks=attacks, rng=args.seed, registry=reg, target_options={"batch_size": args.batch_size})
-    out = Path(args.out)
-    path = report.to_json(out / "report.json")
+        if comp not in known and reg.get("attack", comp).name not in known:
+            raise InvalidParameterError(f"--param names {comp!r}, which is not among the attacks run ({', '.join(sorted(known))}).")
+
+    rules_text = list(cfg.fail_on if cfg is not None else []) + list(args.fail_on or [])
+    rules = parse_rules(rules_text)
+    validate_rule_targets(rules, [n for n, _ in attacks])  # usage error before any attack spends time
+
+    privacy = None
+    if args.privacy:
+        try:
+            privacy = json.loads(Path(args.privacy).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InvalidParameterError(f"--privacy {args.privacy!r}: cannot read JSON ({exc}).") from None
+        if not isinstance(privacy, dict):
+            raise InvalidParameterError(f"--privacy {args.privacy!r}: expected a JSON object like {{\"epsilon\": 3.0, \"delta\": 1e-5}}.")
+
+    seed = args.seed if args.seed is not None else (cfg.seed if cfg is not None else 0)
+    batch = args.batch_size or (cfg.target.batch_size if cfg is not None and cfg.target is not None else 1024)
+    report = run_audit(
+        model,
+        data,
+        attacks=attacks,
+        rng=seed,
+        registry=reg,
+        target_options={"batch_size": batch},
+        config=cfg,
+        privacy=privacy,
+        progress=not (args.quiet or args.json) and sys.stderr.isatty(),
+    )
+    violation: PolicyViolationError | None = None
+    if rules:
+        try:
+            report.check_policy(rules_text)
+        except PolicyViolationError as exc:
+            violation = exc
+    out = Path(args.out or (cfg.output.dir if cfg is not None else "audit-sdk-out"))
+    write_json = cfg.output.json_report if cfg is not None else True
+    write_html = (cfg.output.html if cfg is not None else True) and not args.no_html
+    path = report.to_json(out / "report.json") if write_json or args.json else None
+    html = report.to_html(out / "report.html") if write_html else None
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
-    else:
+    elif not args.quiet:
         print(report.summary())
-        print(f"\nreport: {path}")
+        for o in report.policy:
+            print(f"{'FAILED' if o['failed'] else 'passed'}: {o['rule']}  ({o['subject']} = {o['value']:.6g})")
+        print()
+        if path is not None:
+            print(f"report: {path}")
+        if html is not None:
+            print(f"html:   {html}")
+    if violation is not None:
+        raise violation
     return 0

@@ -1,0 +1,358 @@
+"""Defense x attack comparison grids: train one architecture under several defenses, attack each model.
+
+    cfg = audit_sdk.config.load_config("grid.yaml")      # needs `data`, `attacks` and `compare`
+    comparison = run_comparison(cfg)
+    print(comparison.summary()); comparison.to_html("out/compare.html")
+
+Each cell names Defense instances from the registry, so every registered defense works here:
+defenses acting at a training point (input, objective, gradient, parameters) go to the torch
+Trainer, which calls ``transform_data`` and the training callbacks; defenses acting at the
+``output`` point wrap the served model (``wrap_target``). A cell with output defenses only reuses
+the exported undefended baseline rather than training again. Utility is the served model's
+accuracy on members (train) and non-members (held out, never trained on). Cells run through
+``RunContext.executor.map``, so a process pool or a cluster backend runs them in parallel.
+
+Needs torch (the Trainer) and onnxruntime when models are audited as ONNX files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import InvalidParameterError
+from .executor import LocalExecutor, TaskFailure
+
+if TYPE_CHECKING:
+    from .config import AuditConfig
+    from .data import AuditData
+    from .registry import Registry
+    from .run import AuditReport, RunContext
+
+__all__ = ["Comparison", "run_comparison"]
+
+
+@dataclass
+class Comparison:
+    """The audited models of a grid, one AuditReport per cell (``report.label`` is the cell label)."""
+
+    reports: list[AuditReport]
+    config: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per cell: utility, accountant epsilon, and each attack's headline metrics."""
+        rows = []
+        for rep in self.reports:
+            row: dict[str, Any] = {
+                "cell": rep.label,
+                "defenses": ",".join(rep.target.get("trained_with", []) + rep.target.get("defenses", [])) or "none",
+                **{k: v for k, v in rep.utility.items()},
+                "accountant_eps": rep.theoretical_epsilon(),
+            }
+            for res in rep.results:
+                if res.kind == "membership":
+                    m = res.metrics
+                    row[f"{res.attack}:auc"] = m["auc"]
+                    row[f"{res.attack}:tpr@1%"] = m["tpr_at_fpr"]["0.01"]
+                    row[f"{res.attack}:eps_lb"] = m["epsilon_lower_bound"]
+                else:
+                    row[f"{res.attack}:ssim"] = res.metrics["ssim"]
+            rows.append(row)
+        return rows
+
+    def long_rows(self) -> list[dict[str, Any]]:
+        """One row per (cell, attack): the terminal view of the table."""
+        rows = []
+        for rep in self.reports:
+            base = {
+                "cell": rep.label,
+                "train_acc": rep.utility.get("train_accuracy"),
+                "test_acc": rep.utility.get("test_accuracy"),
+                "accountant_eps": rep.theoretical_epsilon(),
+            }
+            for res in rep.results:
+                m = res.metrics
+                if res.kind == "membership":
+                    rows.append({**base, "attack": res.attack, "auc": m["auc"], "tpr@1%": m["tpr_at_fpr"]["0.01"], "eps_lb": m["epsilon_lower_bound"]})
+                else:
+                    rows.append({**base, "attack": res.attack, "ssim": m["ssim"], "psnr": m["psnr"]})
+                base = {k: None for k in base} | {"cell": ""}
+        return rows
+
+    def summary(self) -> str:
+        """A plain-text privacy-utility table, one line per (cell, attack)."""
+        from .run import _fmt
+
+        rows = self.long_rows()
+        if not rows:
+            return "(no cells)"
+        cols: list[str] = []
+        for r in rows:
+            cols += [c for c in r if c not in cols]
+        cells = [[c] + [_fmt(r.get(c)) if r.get(c) is not None else "" for r in rows] for c in cols]
+        widths = [max(len(v) for v in col) for col in cells]
+        lines = ["  ".join(col[i].ljust(w) for col, w in zip(cells, widths)).rstrip() for i in range(len(rows) + 1)]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        out = "\n".join(lines)
+        for f in self.failures:
+            out += f"\nFAILED cell {f['cell']}: {f['error']}"
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "kind": "comparison",
+            "seconds": round(self.seconds, 3),
+            "config": self.config,
+            "table": self.table(),
+            "failures": self.failures,
+            "cells": [r.to_dict() for r in self.reports],
+        }
+
+    def to_json(self, path: str | Path) -> Path:
+        from .run import _json_default
+
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
+        return p
+
+    def to_html(self, path: str | Path, *, title: str = "audit-sdk comparison") -> Path:
+        from .report import render_html
+
+        return render_html(self.reports, path, title=title, extra_config=self.config or None)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "cell"
+
+
+def _split_defenses(defenses: list[Any]) -> tuple[list[Any], list[Any]]:
+    """(training-time defenses, output defenses); a defense acting at both points is in both."""
+    train = [d for d in defenses if set(getattr(d, "points", ())) - {"output"}]
+    out = [d for d in defenses if "output" in getattr(d, "points", ())]
+    return train, out
+
+
+def _accuracy(target: Any, x: np.ndarray, y: np.ndarray) -> float:
+    return float(np.mean(target.predict_labels(x) == y))
+
+
+def _run_cell(
+    label: str,
+    defense_specs: list[tuple[str, dict[str, Any]]],
+    data: AuditData,
+    train: dict[str, Any],
+    attacks: list[tuple[str, dict[str, Any]]],
+    seed: int,
+    out_dir: str,
+    audit_format: str,
+    baseline_model: str | None,
+    registry: Registry | None,
+    cache_dir: str | None = None,
+) -> AuditReport:
+    """One grid cell: build the defenses, train (or reuse the baseline), serve, audit. Module-level: runs in workers."""
+    from .registry import get_registry
+    from .run import RunContext, load_target, run_audit
+    from .target import CAPABILITIES_FOR_ACCESS
+
+    reg = registry if registry is not None else get_registry()
+    defenses = [reg.create("defense", n, p) for n, p in defense_specs]
+    train_defs, out_defs = _split_defenses(defenses)
+    models = Path(out_dir) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    privacy: dict[str, Any] = {}
+    info: dict[str, Any] = {}
+    if train_defs or baseline_model is None:
+        import torch
+
+        from .adapters.torch import Trainer, TrainConfig, export_onnx, make_model
+
+        torch.manual_seed(seed)
+        arch = train["architecture"]
+        model = make_model(arch, input_shape=data.feature_shape, n_classes=data.n_classes, seed=seed)
+        cfg = TrainConfig(**{k: v for k, v in train.items() if k != "architecture"}, seed=seed, device="cpu")
+        t0 = time.perf_counter()
+        result = Trainer(cfg, defenses=train_defs).fit(model, data.members.x, data.members.y, rng=seed)
+        info["train_seconds"] = round(time.perf_counter() - t0, 3)
+        privacy = {name: rep for name, rep in result.defenses.items() if rep}
+        if result.notes:
+            privacy["notes"] = list(result.notes)
+        model_path = export_onnx(result.model, data.members.x[:2], models / f"{_slug(label)}.onnx")
+        torch_model: Any = result.model
+    else:
+        model_path = Path(baseline_model)  # the exported baseline, served through its output defenses
+        torch_model = None
+    served_targets = []
+    if audit_format in ("onnx", "auto") or torch_model is None:
+        served_targets.append(load_target(str(model_path), registry=reg, input_shape=data.feature_shape))
+    if audit_format in ("torch", "auto") and torch_model is not None:
+        served_targets.append(load_target(torch_model, registry=reg, input_shape=data.feature_shape))
+    for d in out_defs:
+        served_targets = [d.wrap_target(t) for t in served_targets]
+    primary = served_targets[0]
+    # Each attack runs on the first served form that offers the access it needs (ONNX first).
+    plan: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in served_targets]
+    skipped = []
+    for name, params in attacks:
+        access = getattr(reg.get("attack", name), "access", "black-box")
+        need = CAPABILITIES_FOR_ACCESS.get(access, frozenset({access}))
+        for i, t in enumerate(served_targets):
+            if need <= set(t.capabilities):
+                plan[i].append((name, params))
+                break
+        else:
+            skipped.append(f"{name} (needs {access} access)")
+    utility = {
+        "train_accuracy": _accuracy(primary, data.members.x, data.members.y),
+        "test_accuracy": _accuracy(primary, data.non_members.x, data.non_members.y),
+    }
+    report = None
+    for t, planned in zip(served_targets, plan):
+        if not planned:
+            continue
+        ctx = RunContext(registry=reg, cache_dir=Path(cache_dir) if cache_dir else None)
+        part = run_audit(t, data, attacks=planned, rng=seed, registry=reg, context=ctx, privacy=privacy or None, label=label)
+        if report is None:
+            report = part
+        else:
+            report.results += part.results
+            report.timings.update({k: v for k, v in part.timings.items() if k != "total"})
+            report.timings["total"] = report.timings.get("total", 0.0) + part.timings.get("total", 0.0)
+            report.seconds += part.seconds
+    if report is None:
+        raise InvalidParameterError(f"cell {label!r}: no attack fits the served model ({', '.join(skipped)}).")
+    report.utility = utility
+    report.target = {
+        **primary.describe(),
+        "model_file": str(model_path),
+        "trained_with": [d.name for d in train_defs],
+        "defenses": [d.name for d in out_defs],
+        "skipped_attacks": skipped,
+        **info,
+    }
+    return report
+
+
+def run_comparison(
+    config: AuditConfig | dict[str, Any] | str | Path,
+    *,
+    data: AuditData | None = None,
+    registry: Registry | None = None,
+    context: RunContext | None = None,
+    out_dir: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Comparison:
+    """Train and audit every cell of ``config.compare``; return the Comparison.
+
+    Args:
+        config: an AuditConfig (or mapping / file path) with ``data``, ``attacks`` and ``compare``.
+        data: audit data (default: the config's ``data``); cells train on ``data.members``.
+        context: supplies the registry and the executor that runs the cells (default: the
+            config's executor).
+        out_dir: where models are written (default: the config's ``output.dir``).
+        cache_dir: where attacks cache reference models across cells and runs (default: the
+            context's, else a temporary directory per process).
+        progress: show a progress bar over cells (rich, stderr).
+
+    Raises:
+        InvalidParameterError: the config has no ``compare`` section, or names unknown components.
+    """
+    from .config import AuditConfig, load_config, parse_config
+    from .registry import get_registry
+    from .run import RunContext, _progress_bar
+
+    reg = registry or (context.registry if context is not None else get_registry())
+    if isinstance(config, (str, Path)):
+        cfg = load_config(config, registry=reg)
+    elif isinstance(config, AuditConfig):
+        cfg = parse_config(config, registry=reg)
+    else:
+        cfg = parse_config(config, registry=reg)
+    if cfg.compare is None:
+        raise InvalidParameterError("the config has no `compare` section; add one (see `audit-sdk config example`).")
+    data = data if data is not None else cfg.load_data()
+    cells = cfg.compare.expanded_cells()
+    if not cells:
+        raise InvalidParameterError("the comparison has no cells; set compare.baseline: true or add cells/sweeps.")
+    labels = [c.label for c in cells]
+    dupes = sorted({x for x in labels if labels.count(x) > 1})
+    if dupes:
+        raise InvalidParameterError(f"compare cells need unique labels; repeated: {', '.join(dupes)}.")
+    out = Path(out_dir if out_dir is not None else cfg.output.dir)
+    own = None
+    if context is not None:
+        ctx = context
+    else:
+        ctx = RunContext(registry=reg, progress=progress, cache_dir=Path(cache_dir) if cache_dir is not None else None)
+        own = ctx.executor = cfg.executor.make()
+    inline = isinstance(ctx.executor, LocalExecutor) and ctx.executor.workers <= 1
+    reg_arg = reg if inline else None  # workers rebuild the registry from entry points
+    train = cfg.compare.train.model_dump()
+    attacks = cfg.attack_specs()
+
+    def specs(cell: Any) -> list[tuple[str, dict[str, Any]]]:
+        return [(d.name, dict(d.params)) for d in cell.defenses]
+
+    def needs_training(cell: Any) -> bool:
+        if not cell.defenses:
+            return True
+        return bool(_split_defenses([reg.get("defense", d.name) for d in cell.defenses])[0])
+
+    phase1 = [c for c in cells if needs_training(c)]
+    phase2 = [c for c in cells if not needs_training(c)]
+    hidden_baseline = bool(phase2) and not any(not c.defenses for c in phase1)
+    if hidden_baseline:
+        from .config import CellSpec
+
+        phase1 = [CellSpec(label="_baseline"), *phase1]
+    t0 = time.perf_counter()
+    bar = _progress_bar(progress)
+    task = None
+    if bar is not None:
+        bar.start()
+        task = bar.add_task("comparison cells", total=len(phase1) + len(phase2))
+
+    def tick(done: int, total: int) -> None:
+        if bar is not None and task is not None:
+            bar.advance(task)
+
+    reports: dict[str, Any] = {}
+    failures: list[dict[str, str]] = []
+    try:
+        for phase, baseline in ((phase1, None), (phase2, "?")):
+            if not phase:
+                continue
+            if baseline is not None:
+                base = next((reports[c.label] for c in phase1 if not c.defenses and c.label in reports), None)
+                if base is None:
+                    failures += [{"cell": c.label, "error": "the undefended baseline failed, so output defenses had no model"} for c in phase]
+                    continue
+                baseline = base.target["model_file"]
+            cache = str(ctx.cache_dir) if ctx.cache_dir is not None else None
+            tasks = [
+                (c.label, specs(c), data, train, attacks, cfg.seed, str(out), cfg.compare.audit_format, baseline, reg_arg, cache)
+                for c in phase
+            ]
+            results = ctx.executor.map(_run_cell, tasks, keys=[c.label for c in phase], progress=tick, return_failures=True)
+            for c, r in zip(phase, results):
+                if isinstance(r, TaskFailure):
+                    failures.append({"cell": c.label, "error": r.error})
+                else:
+                    reports[c.label] = r
+    finally:
+        if bar is not None:
+            bar.stop()
+        if own is not None:
+            own.close()
+    ordered = [reports[c.label] for c in cells if c.label in reports]
+    return Comparison(reports=ordered, config=cfg.to_dict(), seconds=time.perf_counter() - t0, failures=failures)

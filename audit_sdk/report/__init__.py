@@ -1,0 +1,325 @@
+"""The self-contained HTML report: one page, plots embedded as PNG, no network needed to view it.
+
+    audit_sdk.report.render_html([report], "out/report.html")        # one audit
+    audit_sdk.report.render_html(comparison.reports, "out/compare.html")  # one model per grid cell
+
+Sections, top to bottom: verdict, headline table, privacy gate outcomes, ROC curves on log-log
+axes (one plot per membership attack, one curve per model), accountant epsilon beside the
+empirical lower bound, privacy-utility curves (when several models carry utility figures),
+per-slice tables (``result.extra["slices"]``, rendered generically), reconstruction grids,
+plugin sections (``report_sections`` hook), config and versions.
+
+matplotlib and jinja2 are imported when a page is rendered, never when audit_sdk is imported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import BackendUnavailableError, InvalidParameterError
+
+if TYPE_CHECKING:
+    from ..run import AuditReport
+
+__all__ = ["generic_table", "render_html", "verdict"]
+
+#: Verdict thresholds. "High": an attack identifies members with little error at a low false
+#: positive rate, or proves epsilon >= 1. "Measurable": any statistically significant leakage
+#: (empirical epsilon lower bound > 0 at 95% confidence) or attacks clearly above chance.
+HIGH = {"tpr_at_fpr_0.01": 0.10, "auc": 0.75, "epsilon_lower_bound": 1.0}
+MEASURABLE = {"tpr_at_fpr_0.01": 0.03, "auc": 0.60, "epsilon_lower_bound": 0.0}
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.4g}"
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, default=str)
+    return str(v)
+
+
+def verdict(report: AuditReport) -> dict[str, Any]:
+    """Summarise one report: level (``high``/``measurable``/``none``/``violated``), a sentence, and why.
+
+    ``violated`` means an empirical lower bound exceeds the accountant's epsilon: the DP
+    implementation or its accounting is wrong (or the model did not come from that run).
+    """
+    members = [r for r in report.results if r.kind == "membership"]
+    worst: dict[str, Any] = {}
+    for r in members:
+        m = r.metrics
+        for key, val in (("auc", m["auc"]), ("tpr_at_fpr_0.01", m["tpr_at_fpr"]["0.01"]), ("epsilon_lower_bound", m["epsilon_lower_bound"])):
+            if key not in worst or val > worst[key][0]:
+                worst[key] = (val, r.attack)
+    eps = report.theoretical_epsilon()
+    reasons = []
+    level = "none"
+    for key, val_att in worst.items():
+        val, att = val_att
+        if val >= HIGH[key]:
+            level = "high"
+            reasons.append(f"{att}: {key.replace('_0.01', ' at 1% FPR')} = {val:.3g} (>= {HIGH[key]:g})")
+    if level != "high":
+        for key, (val, att) in worst.items():
+            if val > MEASURABLE[key] or (key != "epsilon_lower_bound" and val >= MEASURABLE[key]):
+                level = "measurable"
+                reasons.append(f"{att}: {key.replace('_0.01', ' at 1% FPR')} = {val:.3g}")
+    lb = worst.get("epsilon_lower_bound", (0.0, None))
+    if eps is not None and lb[0] > eps:
+        level = "violated"
+        reasons.insert(0, f"{lb[1]} proves epsilon >= {lb[0]:.3g} but the accountant claims epsilon = {eps:.3g}")
+    text = {
+        "violated": "The empirical leakage exceeds the differential-privacy guarantee: check the DP training and its accounting.",
+        "high": "The model leaks membership of its training data.",
+        "measurable": "The attacks detect some membership leakage.",
+        "none": "No membership leakage detected by these attacks (an absence of evidence, not a proof of privacy).",
+    }[level]
+    if not members:
+        text = "No membership attack was run."
+    failed = [p for p in report.policy if p.get("failed")]
+    return {
+        "level": level if members else "none",
+        "text": text,
+        "reasons": reasons,
+        "policy_failed": [p["rule"] for p in failed],
+        "theoretical_epsilon": eps,
+        "empirical_epsilon": lb[0],
+    }
+
+
+def _flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in row.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)) and len(v) > 8:
+            continue  # per-sample arrays do not belong in a table
+        else:
+            out[key] = v
+    return out
+
+
+def generic_table(obj: Any, *, first: str = "slice") -> dict[str, Any] | None:
+    """Render any JSON-like slice structure as {columns, rows} (None when it is not tabular).
+
+    Accepts a list of dicts (one row each), a dict of dicts (rows keyed by the outer key), or a
+    dict of scalars (key / value rows). Nested dicts become dotted columns (``metrics.auc``);
+    objects with ``to_dict()`` are converted first.
+    """
+    if isinstance(obj, Sequence) and not isinstance(obj, str):
+        obj = [o.to_dict() if hasattr(o, "to_dict") else o for o in obj]
+        obj = [_flatten(o) if isinstance(o, Mapping) else o for o in obj]
+    elif isinstance(obj, Mapping):
+        obj = {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in obj.items()}
+        if all(isinstance(v, Mapping) for v in obj.values()):
+            obj = {k: _flatten(v) for k, v in obj.items()}
+    if isinstance(obj, Sequence) and not isinstance(obj, str) and obj and all(isinstance(r, Mapping) for r in obj):
+        cols: list[str] = []
+        for r in obj:
+            cols += [str(k) for k in r if str(k) not in cols]
+        return {"columns": cols, "rows": [[_fmt(r.get(c)) for c in cols] for r in obj]}
+    if isinstance(obj, Mapping) and obj:
+        if all(isinstance(v, Mapping) for v in obj.values()):
+            cols = []
+            for v in obj.values():
+                cols += [str(k) for k in v if str(k) not in cols]
+            return {"columns": [first, *cols], "rows": [[str(k)] + [_fmt(v.get(c)) for c in cols] for k, v in obj.items()]}
+        return {"columns": ["key", "value"], "rows": [[str(k), _fmt(v)] for k, v in obj.items()]}
+    return None
+
+
+def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list[str]]]:
+    rows = []
+    for rep in reports:
+        for r in rep.rows():
+            row: dict[str, Any] = {"model": rep.label or "model"}
+            row.update(r)
+            eps = rep.theoretical_epsilon()
+            row["accountant_eps"] = eps
+            for k, v in rep.utility.items():
+                row[k] = v
+            rows.append(row)
+    cols: list[str] = []
+    for r in rows:
+        cols += [c for c in r if c not in cols]
+    if len(reports) == 1:
+        cols.remove("model")
+    return cols, [[_fmt(r.get(c)) for c in cols] for r in rows]
+
+
+def _tradeoffs(reports: Sequence[AuditReport]) -> list[dict[str, str]]:
+    from .plots import tradeoff_figure
+
+    with_util = [r for r in reports if "test_accuracy" in r.utility]
+    figs = []
+    if len(with_util) < 2:
+        return figs
+    names = list(dict.fromkeys(res.attack for rep in with_util for res in rep.results if res.kind == "membership"))
+    for metric, label in (("auc", "attack AUC"), ("tpr1", "attack TPR at 1% FPR")):
+        series: dict[str, list[tuple[str, float, float]]] = {}
+        for name in names:
+            pts = []
+            for rep in with_util:
+                for res in rep.results:
+                    if res.attack == name and res.kind == "membership":
+                        y = res.metrics["auc"] if metric == "auc" else res.metrics["tpr_at_fpr"]["0.01"]
+                        pts.append((rep.label or "?", float(rep.utility["test_accuracy"]), float(y)))
+            series[name] = pts
+        figs.append(
+            {
+                "title": f"Test accuracy vs {label}",
+                "png": tradeoff_figure(series, xlabel="test accuracy", ylabel=label, title=f"privacy-utility: {label}"),
+            }
+        )
+    dp = [r for r in with_util if r.theoretical_epsilon() is not None]
+    if dp:
+        series = {}
+        for name in names:
+            pts = []
+            for rep in dp:
+                for res in rep.results:
+                    if res.attack == name and res.kind == "membership":
+                        pts.append((rep.label or "?", float(rep.theoretical_epsilon() or 0.0), float(res.metrics["epsilon_lower_bound"])))
+            series[name] = pts
+        figs.append(
+            {
+                "title": "Theoretical epsilon vs empirical lower bound",
+                "png": tradeoff_figure(
+                    series, xlabel="accountant epsilon", ylabel="empirical epsilon lower bound", title="epsilon: claimed vs measured", diagonal=True
+                ),
+            }
+        )
+    return figs
+
+
+def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str | None = None, extra_config: Any = None) -> Path:
+    """Write one self-contained HTML page for one or more audited models and return its path.
+
+    Args:
+        reports: the audits; several (e.g. the cells of a comparison grid) share plots.
+        title: page title (default: "audit-sdk report").
+        extra_config: a JSON-able object shown beside the reports' configs (e.g. a grid config).
+
+    Raises:
+        BackendUnavailableError: jinja2 or matplotlib is not installed.
+    """
+    try:
+        import jinja2
+    except ImportError as exc:
+        raise BackendUnavailableError('the HTML report needs jinja2: pip install "audit-sdk[report]"') from exc
+    from ..run import versions
+    from .plots import epsilon_figure, image_grid, roc_figure
+
+    if not reports:
+        raise InvalidParameterError("render_html needs at least one AuditReport.")
+    reports = list(reports)
+    t0 = time.perf_counter()
+    verdicts = [{"label": r.label or "model", **verdict(r)} for r in reports]
+    cols, rows = _headline_rows(reports)
+
+    # ROC per membership attack, one curve per model.
+    rocs = []
+    names = list(dict.fromkeys(res.attack for rep in reports for res in rep.results if res.kind == "membership"))
+    for name in names:
+        curves = []
+        for rep in reports:
+            for res in rep.results:
+                if res.attack == name and res.kind == "membership":
+                    fpr, tpr, _ = res.roc()
+                    lab = f"{rep.label + ': ' if rep.label else ''}AUC {res.metrics['auc']:.3f}"
+                    curves.append((lab, fpr, tpr, int((~res.truth).sum())))
+        rocs.append({"title": name, "png": roc_figure(curves, title=f"{name} (log-log ROC)")})
+
+    # Accountant epsilon beside the empirical lower bound.
+    eps_rows = []
+    for rep in reports:
+        lbs = [(res.metrics["epsilon_lower_bound"], res.attack) for res in rep.results if res.kind == "membership"]
+        best = max(lbs) if lbs else (0.0, None)
+        eps_rows.append((rep.label or "model", rep.theoretical_epsilon(), best[0], best[1], rep.privacy))
+    any_dp = any(r[1] is not None for r in eps_rows)
+    eps_png = epsilon_figure([(r[0], r[1], r[2]) for r in eps_rows]) if eps_rows and (any_dp or len(eps_rows) > 1) else None
+
+    slices = []
+    grids = []
+    for rep in reports:
+        for res in rep.results:
+            tab = generic_table(res.extra.get("slices")) if isinstance(res.extra, Mapping) and "slices" in res.extra else None
+            if tab is not None:
+                slices.append({"title": f"{rep.label + ': ' if rep.label else ''}{res.attack}", **tab})
+            if res.kind == "reconstruction":
+                m = res.metrics
+                grids.append(
+                    {
+                        "title": f"{rep.label + ': ' if rep.label else ''}{res.attack}",
+                        "caption": f"SSIM {m['ssim']:.3f}, PSNR {m['psnr']:.2f} dB, relative L2 {m['relative_l2']:.3f}",
+                        "png": image_grid(res.originals, res.reconstructions, data_range=res.data_range, title=res.attack),
+                    }
+                )
+    sections = [
+        {"title": f"{rep.label + ': ' if rep.label and len(reports) > 1 else ''}{s.get('title', 'section')}", "html": str(s.get("html", ""))}
+        for rep in reports
+        for s in rep.sections
+    ]
+    policy = [{"label": rep.label or "model", **p} for rep in reports for p in rep.policy]
+    configs = [{"label": rep.label or "model", "config": rep.config} for rep in reports if rep.config]
+    details = [
+        {"label": rep.label or "model", "target": rep.target, "data": rep.data, "timings": rep.timings, "privacy": rep.privacy, "utility": rep.utility}
+        for rep in reports
+    ]
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("audit_sdk.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"], default=True),
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["fmt"] = _fmt
+    env.filters["pretty"] = lambda o: json.dumps(o, indent=2, default=str)
+    page = env.get_template("report.html.j2").render(
+        title=title or "audit-sdk report",
+        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        verdicts=verdicts,
+        top=_top_verdict(verdicts),
+        columns=cols,
+        rows=rows,
+        policy=policy,
+        rocs=rocs,
+        eps_rows=[{"label": r[0], "theory": r[1], "empirical": r[2], "attack": r[3]} for r in eps_rows],
+        eps_png=eps_png,
+        tradeoffs=_tradeoffs(reports),
+        slices=slices,
+        grids=grids,
+        sections=sections,
+        configs=configs,
+        extra_config=extra_config,
+        details=details,
+        versions=versions(),
+        render_seconds=time.perf_counter() - t0,
+    )
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(page, encoding="utf-8")
+    return p
+
+
+_ORDER = {"violated": 3, "high": 2, "measurable": 1, "none": 0}
+
+
+def _top_verdict(verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [r for v in verdicts for r in v["policy_failed"]]
+    if len(verdicts) == 1:
+        return {**verdicts[0], "headline": verdicts[0]["text"], "policy_failed": failed}
+    worst = max(verdicts, key=lambda v: _ORDER[v["level"]])
+    best = min(verdicts, key=lambda v: _ORDER[v["level"]])
+    headline = f"Most leaky: {worst['label']} ({worst['level']}). Least leaky: {best['label']} ({best['level']})."
+    return {"level": worst["level"], "headline": headline, "text": worst["text"], "reasons": worst["reasons"], "policy_failed": failed}

@@ -1,0 +1,158 @@
+"""Report figures as base64 PNGs (matplotlib's object API: no pyplot, no global state, thread-safe)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError
+
+__all__ = ["epsilon_figure", "image_grid", "roc_figure", "tradeoff_figure"]
+
+
+def _figure(w: float = 5.0, h: float = 4.0) -> Any:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise BackendUnavailableError('the HTML report needs matplotlib: pip install "audit-sdk[report]"') from exc
+    fig = Figure(figsize=(w, h), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def roc_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray, int]], *, title: str) -> str:
+    """ROC curves on log-log axes (low FPR is where membership leakage matters; Carlini et al. 2022).
+
+    Args:
+        curves: (label, fpr, tpr, n_non_members) per curve; zero rates are drawn at half a sample.
+    """
+    fig = _figure()
+    ax = fig.add_subplot()
+    floor = 1.0
+    for label, fpr, tpr, n_neg in curves:
+        f0 = 0.5 / max(1, n_neg)
+        floor = min(floor, f0)
+        ax.step(np.clip(fpr, f0, 1.0), np.clip(tpr, f0, 1.0), where="post", label=label, linewidth=1.6)
+    grid = np.logspace(math.log10(floor), 0, 50)
+    ax.plot(grid, grid, linestyle="--", color="grey", linewidth=1, label="chance")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(floor, 1.0)
+    ax.set_ylim(floor, 1.0)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(loc="lower right", fontsize=8)
+    return _png(fig)
+
+
+def tradeoff_figure(series: dict[str, list[tuple[str, float, float]]], *, xlabel: str, ylabel: str, title: str, diagonal: bool = False) -> str:
+    """Points (one per model) joined per series, each point annotated with its model label.
+
+    Args:
+        series: series name -> [(point label, x, y), ...].
+        diagonal: draw y = x (e.g. empirical vs theoretical epsilon).
+    """
+    fig = _figure()
+    ax = fig.add_subplot()
+    lo, hi = math.inf, -math.inf
+    for name, pts in series.items():
+        pts = [p for p in pts if p[1] is not None and p[2] is not None and math.isfinite(p[1]) and math.isfinite(p[2])]
+        if not pts:
+            continue
+        xs = [p[1] for p in pts]
+        ys = [p[2] for p in pts]
+        lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
+        ax.plot(xs, ys, marker="o", linestyle=":", label=name)
+        for label, x, y in pts:
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if diagonal and math.isfinite(lo):
+        ax.plot([0, hi], [0, hi], linestyle="--", color="grey", linewidth=1, label="y = x")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.25)
+    if series:
+        ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def epsilon_figure(rows: Sequence[tuple[str, float | None, float]]) -> str:
+    """Bars of the accountant's epsilon beside the empirical lower bound, per model.
+
+    Args:
+        rows: (model label, theoretical epsilon or None, best empirical lower bound).
+    """
+    fig = _figure(max(4.0, 1.2 * len(rows) + 2), 3.6)
+    ax = fig.add_subplot()
+    x = np.arange(len(rows))
+    theo = [r[1] if r[1] is not None and math.isfinite(r[1]) else 0.0 for r in rows]
+    emp = [r[2] for r in rows]
+    ax.bar(x - 0.2, theo, width=0.4, label="accountant epsilon (upper bound)")
+    ax.bar(x + 0.2, emp, width=0.4, label="empirical lower bound")
+    for i, r in enumerate(rows):
+        if r[1] is None or not math.isfinite(r[1]):
+            ax.annotate("no DP", (x[i] - 0.2, 0), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
+    ax.set_xticks(x, [r[0] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("epsilon")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.grid(True, axis="y", alpha=0.25)
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def _as_images(a: np.ndarray) -> np.ndarray:
+    """(n, H, W) or (n, H, W, 3) for imshow, from NCHW, NHW, NHWC or flat square vectors."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 4:
+        if a.shape[1] in (1, 3) and a.shape[-1] not in (1, 3):
+            a = np.moveaxis(a, 1, -1)
+        if a.shape[-1] == 1:
+            a = a[..., 0]
+        return a
+    if a.ndim == 3:
+        return a
+    if a.ndim == 2:
+        side = int(round(math.sqrt(a.shape[1])))
+        if side * side == a.shape[1]:
+            return a.reshape(len(a), side, side)
+        return a[:, None, :]  # one pixel row per sample
+    return a.reshape(len(a), 1, -1)
+
+
+def image_grid(originals: Any, reconstructions: Any, *, data_range: float | None = None, n: int = 8, title: str = "") -> str:
+    """Originals (top row) above their reconstructions (bottom row), first ``n`` pairs."""
+    orig = _as_images(originals)[:n]
+    rec = _as_images(reconstructions)[:n]
+    k = min(len(orig), len(rec))
+    fig = _figure(1.1 * max(k, 1) + 0.6, 2.6)
+    lo = float(min(orig.min(), 0.0)) if k else 0.0
+    hi = lo + data_range if data_range else (float(max(orig.max(), rec.max())) if k else 1.0)
+    for i in range(k):
+        for row, imgs in enumerate((orig, rec)):
+            ax = fig.add_subplot(2, k, row * k + i + 1)
+            img = np.clip(imgs[i], lo, hi)
+            if img.ndim == 3:
+                ax.imshow((img - lo) / max(hi - lo, 1e-12))
+            else:
+                ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_ylabel("original" if row == 0 else "reconstructed", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _png(fig)
