@@ -14,7 +14,17 @@ from importlib import metadata as _metadata
 
 from ._markers import hookimpl, hookspec
 from ._rng import as_generator, secure_generator
-from .data import AuditData, Split, load_cifar_binary, load_digits_data, load_image_folder, load_mnist_idx, load_npz, make_audit_data, save_npz
+from .data import (
+    AuditData,
+    Split,
+    load_cifar_binary,
+    load_digits_data,
+    load_image_folder,
+    load_mnist_idx,
+    load_npz,
+    make_audit_data,
+    save_npz,
+)
 from .errors import (
     AccessError,
     AuditSDKError,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from typing import Union
-
 import numpy as np
 
 from .errors import InvalidParameterError
 
-RNGLike = Union[np.random.Generator, int, None]
+RNGLike = np.random.Generator | int | None
 
 __all__ = ["RNGLike", "as_generator", "derive_seed", "secure_generator"]
 

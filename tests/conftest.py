@@ -72,7 +72,7 @@ def digits_memorised_onnx(digits_memorised, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def digits_unseen():
     """Same split, but a model trained on the population only: it has seen neither members nor non-members."""
-    from audit_sdk.adapters.torch import Trainer, TrainConfig, make_model
+    from audit_sdk.adapters.torch import TrainConfig, Trainer, make_model
     from audit_sdk.adapters.torch.recipes import digits_setup
 
     setup = digits_setup(n_members=250, n_non_members=250, n_population=1000, train=False, label_noise=0.1, seed=0)

@@ -37,7 +37,16 @@ _LAZY = {
     "make_model": ".models",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "TorchTarget",
+    "TrainConfig",
+    "TrainContext",
+    "TrainResult",
+    "Trainer",
+    "evaluate_accuracy",
+    "export_onnx",
+    "make_model",
+]
 
 
 def __getattr__(name: str) -> Any:

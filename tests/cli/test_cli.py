@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from audit_sdk.cli import main
-from audit_sdk.data import AuditData, save_npz
+from audit_sdk.data import save_npz
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def _one_line_error(capsys, code, expected_code=2):
     out = capsys.readouterr()
     assert code == expected_code, out
     assert "Traceback" not in out.err
-    lines = [l for l in out.err.splitlines() if l.strip()]
+    lines = [line for line in out.err.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("audit-sdk: error:"), out.err
     return lines[0]
 

@@ -11,8 +11,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 import audit_sdk
-from audit_sdk import Attack, AttackResult, hookimpl
-from audit_sdk import hookspecs
+from audit_sdk import Attack, AttackResult, hookimpl, hookspecs
 from audit_sdk.errors import InvalidParameterError, PluginError, UnknownComponentError
 from audit_sdk.registry import get_registry
 
