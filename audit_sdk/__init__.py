@@ -43,6 +43,7 @@ from .registry import Registry, get_plugin_manager, get_registry
 from .results import AttackResult
 from .run import AuditReport, RunContext, load_target, run_attack, run_audit
 from .target import Target
+from .training_api import train
 
 try:
     __version__ = _metadata.version("audit-sdk")
@@ -91,4 +92,5 @@ __all__ = [
     "run_audit",
     "save_npz",
     "secure_generator",
+    "train",
 ]

@@ -1,0 +1,46 @@
+"""``audit-sdk calibrate``: the noise multiplier that meets a target (epsilon, delta)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("calibrate", help="noise multiplier (or sigma0 of a decay schedule) meeting a target epsilon")
+    p.add_argument("--target-epsilon", type=float, required=True)
+    p.add_argument("--sample-rate", type=float, required=True, help="batch size / dataset size")
+    p.add_argument("--steps", type=int, required=True, help="number of training steps")
+    p.add_argument("--delta", type=float, required=True)
+    p.add_argument("--accountant", default="acct.rdp", help="acct.rdp (default), acct.pld, acct.gdp, acct.zcdp; bare names work")
+    p.add_argument("--decay-policy", choices=["time", "step", "exp"], help="calibrate sigma0 of dp.ada-gaussian's schedule")
+    p.add_argument("--decay-rate", type=float, default=6e-6, help="decay rate of --decay-policy (default 6e-6)")
+    p.add_argument("--json", action="store_true", help="print JSON: {noise_multiplier, accountant, epsilon}")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..registry import get_registry
+
+    acct = get_registry().create("accountant", args.accountant)
+    schedule = None
+    if args.decay_policy is not None:
+        from ..plugins.dp.mechanisms import AdaGaussian
+
+        schedule = AdaGaussian(decay_policy=args.decay_policy, noise_decay_rate=args.decay_rate).factors
+    sigma = acct.calibrate(target_epsilon=args.target_epsilon, delta=args.delta, sample_rate=args.sample_rate, steps=args.steps, schedule=schedule)
+    from .epsilon_cmd import history
+
+    ns = argparse.Namespace(noise_multiplier=sigma, sample_rate=args.sample_rate, steps=args.steps, decay_policy=args.decay_policy, decay_rate=args.decay_rate)
+    fresh = type(acct)(acct.params)
+    fresh.extend(history(ns))
+    eps = fresh.epsilon(args.delta)
+    out = {"noise_multiplier": sigma, "accountant": acct.name, "epsilon": eps}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        what = "sigma0" if args.decay_policy else "noise multiplier"
+        print(f"{what} = {sigma:.6g} (epsilon {eps:.6g} <= {args.target_epsilon:g} at delta {args.delta:g}, {args.steps} steps, "
+              f"sample rate {args.sample_rate:g}) [{acct.name}]")
+    return 0

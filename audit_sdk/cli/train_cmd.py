@@ -1,0 +1,133 @@
+"""``audit-sdk train``: train a model with a defense (DP-SGD by default); write model.onnx and privacy.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a classifier with a defense (DP-SGD by default), export ONNX + privacy.json")
+    p.add_argument("--defense", default="defense.dp-sgd", help="a registered defense (default defense.dp-sgd; 'none' for plain training)")
+    p.add_argument("--data", help="NPZ with x, y (or x_members, y_members); default: the embedded digits (80%% train, 20%% validation)")
+    p.add_argument("--model", default="cnn", help="mlp, cnn or lenet (default cnn)")
+    p.add_argument("--target-epsilon", type=float, help="DP-SGD budget (calibrates the noise unless --noise-multiplier is given)")
+    p.add_argument("--delta", type=float, default=1e-5)
+    p.add_argument("--noise-multiplier", type=float)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--accountant", default="acct.rdp")
+    p.add_argument("--mechanism", default="dp.gaussian", help="dp.gaussian or dp.ada-gaussian")
+    p.add_argument("--adaptive-clipping", action="store_true")
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "momentum"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--param", action="append", metavar="NAME.KEY=VALUE", help="extra defense option, e.g. defense.dp-sgd.clipping=per-layer")
+    p.add_argument("--out", default="audit-sdk-out/train", help="output directory (default audit-sdk-out/train)")
+    p.add_argument("--json", action="store_true", help="print privacy.json to stdout")
+    p.set_defaults(func=run)
+
+
+def _load(path: str) -> tuple[Any, Any]:
+    import numpy as np
+
+    from ..errors import InvalidDataError
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            for xk, yk in (("x", "y"), ("x_train", "y_train"), ("x_members", "y_members")):
+                if xk in z and yk in z:
+                    return z[xk], z[yk]
+            keys = sorted(z.keys())
+    except (OSError, ValueError) as exc:
+        raise InvalidDataError(f"cannot read {path}: {exc}") from exc
+    raise InvalidDataError(f"{path} holds {keys}; expected arrays x and y (or x_members and y_members).")
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..adapters.torch import evaluate_accuracy, export_onnx
+    from ..errors import InvalidParameterError
+    from ..training_api import _digits_split, train
+    from ._common import parse_params
+
+    x_val = y_val = None
+    if args.data:
+        x, y = _load(args.data)
+    else:
+        x, y, x_val, y_val = _digits_split(args.seed)
+    defense = None if args.defense in ("none", "") else args.defense
+    extra = parse_params(args.param)
+    options: dict[str, Any] = {}
+    if defense is not None:
+        from ..registry import get_registry
+
+        cls = get_registry().get("defense", defense)
+        defense = cls.name
+        options.update(extra.pop(cls.name, {}))
+        if cls.name == "defense.dp-sgd":
+            options.setdefault("delta", args.delta)
+            options.setdefault("max_grad_norm", args.max_grad_norm)
+            options.setdefault("accountant", args.accountant)
+            options.setdefault("mechanism", args.mechanism)
+            if args.target_epsilon is not None:
+                options.setdefault("target_epsilon", args.target_epsilon)
+            if args.noise_multiplier is not None:
+                options.setdefault("noise_multiplier", args.noise_multiplier)
+            if args.adaptive_clipping:
+                options.setdefault("adaptive_clipping", True)
+            if "target_epsilon" not in options and "noise_multiplier" not in options:
+                raise InvalidParameterError("audit-sdk train --defense dp-sgd needs --target-epsilon or --noise-multiplier.")
+        elif args.target_epsilon is not None or args.noise_multiplier is not None:
+            raise InvalidParameterError(f"--target-epsilon / --noise-multiplier apply to defense.dp-sgd, not {cls.name}.")
+    if extra:
+        raise InvalidParameterError(f"--param names {sorted(extra)}, but the defense is {defense}.")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    result = train(args.model, x, y, defense=defense, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                   optimizer=args.optimizer, seed=args.seed, x_val=x_val, y_val=y_val, **options)
+    seconds = time.perf_counter() - t0
+    onnx_path = export_onnx(result.model, x[:2], out / "model.onnx")
+    report: dict[str, Any] = dict(result.defenses.get(defense, {})) if defense else {}
+    report.update({
+        "defense": defense,
+        "model": args.model,
+        "epochs_run": len(result.history),
+        "train_accuracy": evaluate_accuracy(result.model, x, y, device="cpu"),
+        "stop_reason": result.stop_reason,
+        "notes": list(result.notes),
+        "seconds": seconds,
+        "onnx": str(onnx_path),
+    })
+    if x_val is not None:
+        report["test_accuracy"] = evaluate_accuracy(result.model, x_val, y_val, device="cpu")
+    path = out / "privacy.json"
+    path.write_text(json.dumps(_json_safe(report), indent=2))
+    if args.json:
+        print(json.dumps(_json_safe(report)))
+    else:
+        eps = report.get("epsilon")
+        acc = f"test accuracy {report['test_accuracy']:.3f}, " if "test_accuracy" in report else ""
+        priv = f"epsilon {eps:.4g} at delta {report.get('delta'):g} ({report.get('accountant')}), " if eps is not None else ""
+        print(f"trained {args.model} with {defense or 'no defense'}: {priv}{acc}train accuracy {report['train_accuracy']:.3f}")
+        if result.stop_reason:
+            print(f"stopped early: {result.stop_reason}")
+        for note in result.notes:
+            print(f"note: {note}")
+        print(f"model: {onnx_path}\nprivacy: {path}")
+    return 0
