@@ -140,7 +140,7 @@ class Executor(ABC):
         """Clear a cancellation, so the next ``map`` runs (and resumes from the cache)."""
         self._cancel_event.clear()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: a backend without resources keeps it
         """Release workers (a no-op for inline execution)."""
 
     def __enter__(self) -> Executor:  # noqa: PYI034 - typing.Self needs 3.11; subclasses keep their type via their own use

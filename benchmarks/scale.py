@@ -57,6 +57,10 @@ def train_reference(seed: int, n: int, epochs: int) -> dict:
     }
 
 
+def noop(i: int) -> int:
+    return i
+
+
 def warm_up(_: int) -> int:
     import torch
 
@@ -118,8 +122,12 @@ def part_speedup(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             rres = rex.map(train_reference, tasks)
             t_ray = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            rex.map(noop, [(i,) for i in range(200)])
+            t_overhead = (time.perf_counter() - t0) / 200
         ray.shutdown()
         rows.append([f"ray, 2 CPUs, warm (ray.init {t_start:.1f} s extra)", f"{t_ray:.2f}", f"{t_serial / t_ray:.2f}", "yes" if _same(serial, rres) else "NO"])
+        rows.append([f"ray, per-task overhead (200 empty tasks, {t_overhead * 1000:.1f} ms each)", "", "", ""])
     _table(
         f"1. reference-model training: {args.tasks} tasks x (CNN 1x16x16, {args.ref_rows} rows, {args.ref_epochs} epochs), 1 torch thread per worker",
         ["backend", "wall s", "speedup", "same weights"],

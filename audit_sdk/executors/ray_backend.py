@@ -8,6 +8,9 @@
 Same semantics as ``LocalExecutor`` (one driver loop, ``audit_sdk.executor.drive``): ordered
 results, retry once then ``TaskFailure``, a result cache for resuming, ``cancel()``. Ray's own
 retries are off (``max_retries=0``) so a killed worker is retried exactly like a failing task.
+A numpy argument of 1 MiB or more is put into Ray's object store once per ``map`` call and
+shared by every task that takes the same array object (pass the whole data pool plus per-task
+indices, rather than a slice per task, to ship the data once).
 ``import ray`` happens when the executor is built, never when ``audit_sdk`` is imported.
 """
 
@@ -17,6 +20,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from audit_sdk.cache import ResultCache
 from audit_sdk.errors import BackendUnavailableError, InvalidParameterError
@@ -43,6 +48,9 @@ class _RayBackend:
         self.remote_fn = remote_fn
         self.max_in_flight = max_in_flight
         self.live: set[Any] = set()
+        #: arrays at least this large are put into the object store once and shared by reference
+        self.share_min_bytes = 1 << 20
+        self._puts: dict[int, tuple[np.ndarray, Any]] = {}
         ex = ray.exceptions
         self._crash_types = tuple(
             getattr(ex, n) for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError")
@@ -50,9 +58,23 @@ class _RayBackend:
         )
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-        ref = self.remote_fn.remote(*args)
+        ref = self.remote_fn.remote(*(self._shared(a) for a in args))
         self.live.add(ref)
         return ref
+
+    def _shared(self, arg: Any) -> Any:
+        """Put a large array into the object store once per map, however many tasks take it.
+
+        Ray passes a top-level ObjectRef argument to the task as its value (zero-copy, read-only
+        for numpy), so a data set shared by every task crosses to the cluster once, not per task.
+        """
+        if not isinstance(arg, np.ndarray) or arg.nbytes < self.share_min_bytes:
+            return arg
+        hit = self._puts.get(id(arg))
+        if hit is None or hit[0] is not arg:
+            hit = (arg, self.ray.put(arg))
+            self._puts[id(arg)] = hit
+        return hit[1]
 
     def wait_any(self, handles: list[Any]) -> list[tuple[Any, Any, BaseException | None]]:
         ready, _ = self.ray.wait(handles, num_returns=1)

@@ -85,3 +85,8 @@ def die(seed: int, marker_dir: str) -> int:
 def as_set(x: int) -> set:
     """A result the cache cannot store (no pickle)."""
     return {x}
+
+
+def masked_sum(pool: np.ndarray, idx: np.ndarray) -> float:
+    """Sum of the rows of a shared pool picked by ``idx`` (a reference model's subset)."""
+    return float(pool[idx].sum())

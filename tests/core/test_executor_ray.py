@@ -21,10 +21,10 @@ ray = pytest.importorskip("ray")
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
-import _executor_tasks as T
+import _executor_tasks as T  # noqa: E402 - after the sys.path entry above
 
-from audit_sdk.executor import LocalExecutor, RunCancelled, TaskFailure, make_executor
-from audit_sdk.executors.ray_backend import RayExecutor
+from audit_sdk.executor import LocalExecutor, RunCancelled, TaskFailure, make_executor  # noqa: E402
+from audit_sdk.executors.ray_backend import RayExecutor  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,15 @@ def test_ray_cancel_and_resume_recomputes_nothing(local_ray, tmp_path: Path, mar
     assert T.total(markers, "run") == 6  # every task ran exactly once across both calls
     assert ex.last_stats.cached == n_done and ex.last_stats.computed == 6 - n_done
     assert [r["seed"] for r in out] == list(range(6))
+
+
+def test_ray_ships_a_shared_array_once(local_ray, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = np.random.default_rng(0).normal(size=(100_000, 4))  # 3.2 MB: put once, shared by reference
+    idx = [np.random.default_rng(s).choice(100_000, 500, replace=False) for s in range(4)]
+    puts: list[int] = []
+    real_put = local_ray.put
+    monkeypatch.setattr(local_ray, "put", lambda v, **kw: (puts.append(getattr(v, "nbytes", 0)), real_put(v, **kw))[1])
+    ex = RayExecutor()
+    out = ex.map(T.masked_sum, [(pool, i) for i in idx])
+    assert out == [float(pool[i].sum()) for i in idx]
+    assert puts == [pool.nbytes]  # the 4 KB index arrays travel inline
