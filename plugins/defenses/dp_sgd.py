@@ -133,7 +133,12 @@ class DPSGD(Defense):
         self.total_steps_ = self.planned_steps(ctx)
         mech_cls = reg.get("mechanism", p.mechanism)
         acct_cls = reg.get("accountant", p.accountant)
-        self.accountant_ = acct_cls(p.accountant_params)
+        acct_params = dict(p.accountant_params)
+        if "sigma_resolution" in acct_cls.Params.model_fields and "sigma_resolution" not in acct_params:
+            # a decaying schedule charges a new multiplier every step: group them on a 0.01% grid, rounding
+            # down (conservative), so the monitor does not compute thousands of curves
+            acct_params["sigma_resolution"] = 1e-4
+        self.accountant_ = acct_cls(acct_params)
         base = mech_cls({**p.mechanism_params, "noise_multiplier": p.noise_multiplier or 1.0, "secure_mode": p.secure_mode})
         if base.event(0).kind != "gaussian" or not hasattr(base, "factors"):
             raise InvalidParameterError(
