@@ -139,11 +139,13 @@ class DPSGD(Defense):
             # down (conservative), so the monitor does not compute thousands of curves
             acct_params["sigma_resolution"] = 1e-4
         self.accountant_ = acct_cls(acct_params)
-        base = mech_cls({**p.mechanism_params, "noise_multiplier": p.noise_multiplier or 1.0, "secure_mode": p.secure_mode})
-        if base.event(0).kind != "gaussian" or not hasattr(base, "factors"):
+        fields = getattr(mech_cls.Params, "model_fields", {})
+        gaussian_like = "noise_multiplier" in fields and "secure_mode" in fields and hasattr(mech_cls, "factors")
+        base = mech_cls({**p.mechanism_params, "noise_multiplier": p.noise_multiplier or 1.0, "secure_mode": p.secure_mode}) if gaussian_like else None
+        if base is None or base.event(0).kind != "gaussian":
             raise InvalidParameterError(
                 f"defense.dp-sgd needs a Gaussian-family mechanism with a schedule (dp.gaussian, dp.ada-gaussian); got {p.mechanism}, "
-                f"whose events are {base.event(0).kind!r}. Laplace noise needs L1 sensitivity and vMF noise does not hide a "
+                f"whose events are {mech_cls().event(0).kind!r}. Laplace noise needs L1 sensitivity and vMF noise does not hide a "
                 "record's presence, so neither fits clipped-gradient sums."
             )
         self.count_stddev_ = (p.clip_count_stddev or self.expected_batch_ / 20.0) if p.adaptive_clipping else None
