@@ -10,6 +10,8 @@ from audit_sdk.plugins.defenses.output import LabelOnly, OutputNoise, Rounding, 
 from audit_sdk.plugins.defenses.utility import privacy_utility_rows, sweep_output_defense
 from audit_sdk.plugins.mia.loss_threshold import LossThreshold
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def onnx_target(digits_memorised_onnx):
