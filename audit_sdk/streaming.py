@@ -13,6 +13,10 @@ back to the OS, and each batch's scores go straight into an ``.npy`` file on dis
 next to the output (``<out>.progress.json``) records how many rows are done, so
 ``stream_scores(..., resume=True)`` after a crash continues where it stopped.
 
+``stream_membership`` scores members and non-members this way and returns an ``AttackResult``
+(a threshold-free membership audit: ROC AUC, TPR at low FPR, ... from the core metrics); the
+score arrays it keeps in memory hold 8 bytes per example, the features never are.
+
 ``Target._batched_raw`` (used by ``Target.loss``/``predict_proba`` on whole arrays) keeps all
 outputs in memory, which is right for ordinary sizes; this module is the separate path for
 millions of examples.
@@ -161,22 +165,27 @@ def _release(arr: Any, start: int, stop: int) -> None:
     mm = getattr(arr, "_mmap", None)
     if mm is None or not hasattr(mm, "madvise") or not hasattr(mmap, "MADV_DONTNEED") or stop <= start:
         return
+    if getattr(arr, "mode", "c") not in ("r", "r+", "w+"):
+        return  # copy-on-write ('c'): dropping pages would drop the caller's private changes
     row_bytes = arr.strides[0] if arr.ndim else arr.itemsize
-    base = int(getattr(arr, "offset", 0)) % mmap.ALLOCATIONGRANULARITY
-    lo = base + start * row_bytes
-    hi = base + stop * row_bytes
-    lo -= lo % mmap.PAGESIZE
     try:
-        mm.madvise(mmap.MADV_DONTNEED, lo, min(hi, len(mm)) - lo)
-    except (OSError, ValueError):  # not supported here: memory is merely not returned early
+        # where this (possibly sliced) view starts inside the mapping
+        base = arr.__array_interface__["data"][0] - np.frombuffer(mm, dtype=np.uint8, count=1).__array_interface__["data"][0]
+        lo = base + start * row_bytes
+        hi = min(base + stop * row_bytes, len(mm))
+        lo -= lo % mmap.PAGESIZE
+        if 0 <= lo < hi:
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+    except (OSError, ValueError, TypeError):  # not supported here: memory is merely not returned early
         pass
 
 
 def iter_batches(source: ArraySource, batch_size: int, *, start: int = 0, release: bool = True) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(first_row, batch)`` over ``source`` from row ``start``, each batch a real array.
+    """Yield ``(first_row, batch)`` over ``source`` from row ``start``.
 
-    With ``release`` the memory-mapped pages of each batch are returned to the OS once the
-    consumer asks for the next one.
+    A batch of a memory-mapped source is a C-contiguous view (no copy); with ``release`` its pages
+    are returned to the OS once the consumer asks for the next batch (reading an old batch later
+    still works: the pages come back from the file).
     """
     if batch_size < 1:
         raise InvalidParameterError(f"batch_size must be >= 1; got {batch_size}.")
@@ -315,3 +324,56 @@ def stream_scores(
     finally:
         del scores
     return StreamResult(path=out, n=n, batches=batches, seconds=time.perf_counter() - t0, resumed_from=start)
+
+
+#: Whether a high value of each built-in score suggests a member.
+HIGHER_IS_MEMBER = {"loss": False, "confidence": True, "true-class-proba": True}
+
+
+def stream_membership(
+    target: Any,
+    members: tuple[Any, Any],
+    non_members: tuple[Any, Any],
+    *,
+    out_dir: str | Path,
+    score: str | Callable[[Any, np.ndarray, np.ndarray], np.ndarray] = "loss",
+    higher_is_member: bool | None = None,
+    batch_size: int = 8192,
+    resume: bool = False,
+) -> Any:
+    """A streamed, threshold-free membership audit of (members, non-members) with one score.
+
+    Each side's per-example scores are written to ``out_dir/{members,non_members}_<score>.npy``
+    by ``stream_scores`` (so ``resume=True`` continues after a crash); the result's metrics are
+    the core's (``audit_sdk.metrics``), on membership scores oriented so higher means member.
+
+    Args:
+        members, non_members: ``(x, y)`` pairs of arrays, memory maps, ``NpyStream``s or ``.npy`` paths.
+        higher_is_member: orientation of a custom score (built-in scores know theirs).
+
+    Returns:
+        An ``AttackResult`` (kind ``membership``) named ``streaming.<score>``.
+    """
+    from .results import AttackResult
+
+    name = score if isinstance(score, str) else getattr(score, "__name__", "custom")
+    if higher_is_member is None:
+        if not isinstance(score, str):
+            raise InvalidParameterError("a custom score needs higher_is_member=True/False (does a high value suggest a member?).")
+        higher_is_member = HIGHER_IS_MEMBER.get(score, True)
+    out = Path(out_dir)
+    res_in = stream_scores(target, *members, out_path=out / f"members_{name}.npy", batch_size=batch_size, score=score, resume=resume)
+    res_out = stream_scores(target, *non_members, out_path=out / f"non_members_{name}.npy", batch_size=batch_size, score=score, resume=resume)
+    scores = np.concatenate([res_in.load(), res_out.load()])
+    if not higher_is_member:
+        np.negative(scores, out=scores)
+    truth = np.zeros(res_in.n + res_out.n, dtype=bool)
+    truth[: res_in.n] = True
+    return AttackResult(
+        attack=f"streaming.{name}",
+        params={"score": name, "batch_size": batch_size},
+        scores=scores,
+        truth=truth,
+        extra={"scores_files": [str(res_in.path), str(res_out.path)], "n_members": res_in.n, "n_non_members": res_out.n},
+        seconds=res_in.seconds + res_out.seconds,
+    )

@@ -10,9 +10,10 @@ Parts (each prints a table):
    one torch thread per worker) run inline with 1 worker, then on a 2-process ``LocalExecutor``
    (cold: including starting the pool; warm: pool started and torch imported beforehand), and
    optionally on a local 2-CPU Ray. All backends must return identical weights.
-2. ``memory``: peak RSS (VmHWM) of a fresh process scoring ``--rows`` synthetic examples with an
-   ONNX model, streamed from a memory-mapped ``.npy`` (``audit_sdk.streaming.stream_scores``) vs
-   loaded into memory and scored with ``Target.loss``.
+2. ``memory``: peak RSS (VmHWM) of a fresh process auditing ``--rows`` synthetic examples (half
+   members, half non-members) with an ONNX model: streamed from a memory-mapped ``.npy``
+   (``audit_sdk.streaming.stream_membership``: per-example losses written to disk batch by batch,
+   then the core metrics) vs loaded into memory and scored with ``Target.loss``.
 3. ``reference``: measured cost of one CIFAR-10-shaped reference model (the adapter's default CNN
    on 3x32x32 inputs, one thread): seconds per 1,000 training examples per epoch, and seconds
    per 1,000 scored examples. ``docs/scale.md`` projects a 256-reference LiRA audit from these.
@@ -148,18 +149,26 @@ mode, model, xp, yp, out, bs = sys.argv[1:7]
 def hwm():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
 from audit_sdk.adapters.onnx import OnnxTarget
-from audit_sdk.streaming import open_array, stream_scores
+from audit_sdk.metrics import membership_metrics
+from audit_sdk.streaming import open_array, stream_membership, stream_scores
 target = OnnxTarget(model, batch_size=int(bs), intra_op_threads=1)
 t0 = time.perf_counter()
-if mode == "stream":
-    res = stream_scores(target, open_array(xp), open_array(yp), out_path=out, batch_size=int(bs))
-    s = res.load()
+if mode == "stream, scores only":
+    x, y = open_array(xp), open_array(yp)
+    res = stream_scores(target, x, y, out_path=out + "/all.npy", batch_size=int(bs))
+    auc = float("nan")
+elif mode == "stream + metrics":
+    x, y = open_array(xp), open_array(yp)
+    half = len(y) // 2  # first half members, second half non-members
+    res = stream_membership(target, (x[:half], y[:half]), (x[half:], y[half:]), out_dir=out, batch_size=int(bs))
+    auc = res.metrics["auc"]
 else:
-    x = np.load(xp); y = np.load(yp)
-    s = target.loss(x, y)
-    np.save(out, s)
+    x, y = np.load(xp), np.load(yp)
+    half = len(y) // 2
+    loss = target.loss(x, y)
+    auc = membership_metrics(-loss, np.arange(len(y)) < half)["auc"]
 dt = time.perf_counter() - t0
-print(f"{hwm():.1f} {dt:.3f} {float(np.mean(s)):.9f} {len(s)}")
+print(f"{hwm():.1f} {dt:.3f} {auc:.12f} {len(y)}")
 """
 
 
@@ -200,18 +209,19 @@ def part_memory(args: argparse.Namespace) -> None:
         np.save(yp, rng.integers(0, 10, size=n))
         _linear_mlp_onnx(model, d, 64, 10)
         rows = []
-        means = []
-        for mode in ("stream", "in-memory"):
+        aucs: list[float] = []
+        for mode in ("stream, scores only", "stream + metrics", "in-memory + metrics"):
             out = subprocess.run(
-                [sys.executable, "-c", _SCORE_CHILD, mode, str(model), str(xp), str(yp), str(tmp / f"s-{mode}.npy"), str(args.batch)],
+                [sys.executable, "-c", _SCORE_CHILD, mode, str(model), str(xp), str(yp), str(tmp / f"s-{mode}"), str(args.batch)],
                 capture_output=True,
                 text=True,
             )
             if out.returncode != 0:
                 rows.append([mode, "failed", "", out.stderr.strip().splitlines()[-1][:60]])
                 continue
-            peak, secs, mean, count = out.stdout.split()
-            means.append(float(mean))
+            peak, secs, auc, count = out.stdout.split()
+            if auc != "nan":
+                aucs.append(float(auc))
             rows.append([mode, f"{float(peak):.0f}", f"{float(secs):.1f}", f"{int(count) / float(secs):,.0f}"])
     data_mib = n * d * 4 / 2**20
     _table(
@@ -219,8 +229,11 @@ def part_memory(args: argparse.Namespace) -> None:
         ["mode", "peak RSS MiB", "seconds", "rows/s"],
         rows,
     )
-    agree = len(means) == 2 and abs(means[0] - means[1]) < 1e-6
-    print(f"   both modes give the same mean loss: {'yes' if agree else 'NO'}; goal: streaming peak RSS < 1024 MiB")
+    agree = len(aucs) == 2 and abs(aucs[0] - aucs[1]) < 1e-9
+    print(
+        f"   a loss-based membership audit (first half members): AUC {aucs[0] if aucs else float('nan'):.4f} in both modes: "
+        f"{'yes' if agree else 'NO'}; goal: streaming peak RSS < 1024 MiB"
+    )
 
 
 # --------------------------------------------------------------------------- part 3

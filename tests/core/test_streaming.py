@@ -171,3 +171,24 @@ def test_memory_stays_bounded_by_the_batch(tmp_path: Path) -> None:
     grew_mib, last = out.stdout.split()
     assert abs(float(last) - np.log(3)) < 1e-6  # equal logits: loss log(3)
     assert int(grew_mib) < 48, f"peak RSS grew by {grew_mib} MiB while streaming 160 MiB"
+
+
+def test_stream_membership_catches_planted_leakage_like_in_memory_metrics(tmp_path: Path) -> None:
+    from audit_sdk.metrics import membership_metrics
+    from audit_sdk.streaming import stream_membership
+
+    t = LinearTarget(6, 4, seed=3)
+    rng = np.random.default_rng(4)
+    xm = rng.normal(size=(600, 6)).astype(np.float32) * 3
+    ym = t.predict_labels(xm)  # members: the model "fits" their labels (low loss)
+    xn = rng.normal(size=(500, 6)).astype(np.float32) * 3
+    yn = rng.integers(0, 4, size=500)  # non-members: labels the model mostly gets wrong
+    np.save(tmp_path / "xm.npy", xm)
+    res = stream_membership(t, (tmp_path / "xm.npy", ym), (xn, yn), out_dir=tmp_path / "scores", batch_size=128)
+    expected = membership_metrics(np.r_[-t.loss(xm, ym), -t.loss(xn, yn)], np.r_[np.ones(600, bool), np.zeros(500, bool)])
+    assert res.attack == "streaming.loss" and res.extra["n_members"] == 600
+    assert res.metrics["auc"] == pytest.approx(expected["auc"], abs=1e-12)
+    assert res.metrics["auc"] > 0.7  # planted: members have lower loss
+    assert (tmp_path / "scores" / "non_members_loss.npy").is_file()
+    with pytest.raises(InvalidParameterError, match="higher_is_member"):
+        stream_membership(t, (xm, ym), (xn, yn), out_dir=tmp_path / "s2", score=lambda tg, x, y: tg.loss(x, y))
