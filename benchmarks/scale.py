@@ -240,27 +240,39 @@ def part_memory(args: argparse.Namespace) -> None:
 def part_reference(args: argparse.Namespace) -> None:
     import torch
     from audit_sdk.adapters.torch import TrainConfig, Trainer, make_model
+    from audit_sdk.adapters.torch._util import resolve_device
 
     torch.set_num_threads(1)
+    dev = resolve_device(args.device)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     rng = np.random.default_rng(0)
     n = args.cifar_rows
     x = rng.normal(size=(n, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, size=n)
     model = make_model("cnn", input_shape=(3, 32, 32), n_classes=10, seed=0)
-    Trainer(TrainConfig(epochs=1, batch_size=128, device="cpu", seed=0)).fit(model, x[:256], y[:256])  # warm-up
+    cfg = TrainConfig(epochs=1, batch_size=128, device=str(dev), seed=0)
+    Trainer(cfg).fit(model, x[:256], y[:256])  # warm-up (allocator, kernels)
+    sync()
     t0, c0 = time.perf_counter(), time.process_time()
-    Trainer(TrainConfig(epochs=1, batch_size=128, device="cpu", seed=0)).fit(model, x, y)
+    Trainer(cfg).fit(model, x, y)
+    sync()
     t_train, c_train = (time.perf_counter() - t0) / n * 1000, (time.process_time() - c0) / n * 1000
     model.eval()
     t0, c0 = time.perf_counter(), time.process_time()
     with torch.no_grad():
-        for i in range(0, n, 1000):
-            model(torch.from_numpy(x[i : i + 1000]))
+        for i in range(0, n, 256):
+            model(torch.from_numpy(x[i : i + 256]).to(dev)).cpu()
+    sync()
     t_score, c_score = (time.perf_counter() - t0) / n * 1000, (time.process_time() - c0) / n * 1000
     params = sum(p.numel() for p in model.parameters())
     # CPU seconds do not grow when other processes share the cores; wall seconds do.
     _table(
-        f"3. per-reference cost, CIFAR-10-shaped (3x32x32), adapter CNN ({params:,} parameters), 1 CPU thread, {n} examples",
+        f"3. per-reference cost, CIFAR-10-shaped (3x32x32), adapter CNN ({params:,} parameters), device {dev}, "
+        f"1 CPU thread, {n} examples",
         ["quantity", "wall s", "CPU s"],
         [
             ["train, per 1,000 examples per epoch", f"{t_train:.3f}", f"{c_train:.3f}"],
@@ -284,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=1_000_000, help="examples scored in part 2")
     ap.add_argument("--features", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8192)
-    ap.add_argument("--cifar-rows", type=int, default=2000, help="examples timed in part 3")
+    ap.add_argument("--cifar-rows", type=int, default=3000, help="examples timed in part 3")
+    ap.add_argument("--device", default="cpu", help="part 3 device: cpu, cuda or auto (measure a GPU's per-reference cost)")
     args = ap.parse_args(argv)
     load = open("/proc/loadavg").read().split()[:3] if Path("/proc/loadavg").exists() else ["?"]
     print(f"audit-sdk scale benchmark: {os.cpu_count()} CPUs, load average {' '.join(load)}, python {sys.version.split()[0]}")
