@@ -50,6 +50,7 @@ __all__ = [
     "TaskError",
     "TaskFailure",
     "make_executor",
+    "resolve_executor",
 ]
 
 #: Backends ``make_executor`` knows.
@@ -458,3 +459,29 @@ def make_executor(
 
         return RayExecutor(workers=workers, address=address, cache_dir=cache_dir, **options)
     raise InvalidParameterError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTOR_NAMES)}.")
+
+
+def resolve_executor(
+    name: str | None = None,
+    *,
+    workers: int | None = None,
+    address: str | None = None,
+    base: Any = None,
+) -> Executor:
+    """Build an executor from command-line overrides on top of a config's ``executor`` section.
+
+    ``audit-sdk audit --executor ray --workers 8 --ray-address auto`` calls this with the flags
+    given (None: not given) and ``base`` the config's ``ExecutorSpec`` (``name``, ``workers``,
+    ``options``) or None. An address alone implies Ray.
+
+    Raises:
+        InvalidParameterError: an unknown backend, or an address with ``local``.
+        BackendUnavailableError: Ray asked for but not installed.
+    """
+    base_name = getattr(base, "name", None) or "local"
+    chosen = name or ("ray" if address else base_name)
+    w = workers if workers is not None else getattr(base, "workers", 1)
+    options = dict(getattr(base, "options", None) or {}) if (name is None or name == base_name) else {}
+    if address:
+        options["address"] = address
+    return make_executor(chosen, workers=w, **options)

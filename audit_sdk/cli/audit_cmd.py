@@ -39,6 +39,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-html", action="store_true", help="do not write report.html")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (and --json output); no progress bar")
+    p.add_argument("--executor", choices=["local", "ray"], help="where fan-out work (reference models) runs (default: the config's, else local)")
+    p.add_argument("--workers", type=int, help="local worker processes, or CPUs of a local Ray (0: all; default: the config's, else 1)")
+    p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster ('auto', 'ray://head:10001'); implies --executor ray")
     p.set_defaults(func=run)
 
 
@@ -92,6 +95,12 @@ def run(args: argparse.Namespace) -> int:
 
     seed = args.seed if args.seed is not None else (cfg.seed if cfg is not None else 0)
     batch = args.batch_size or (cfg.target.batch_size if cfg is not None and cfg.target is not None else 1024)
+    executor = None
+    if args.executor or args.workers is not None or args.ray_address:  # scale flags override the config's executor
+        from ..executor import resolve_executor
+        from ..run import RunContext
+
+        executor = resolve_executor(args.executor, workers=args.workers, address=args.ray_address, base=cfg.executor if cfg is not None else None)
     report = run_audit(
         model,
         data,
@@ -102,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
         config=cfg,
         privacy=privacy,
         progress=not (args.quiet or args.json) and sys.stderr.isatty(),
+        context=RunContext(registry=reg, executor=executor, progress=not (args.quiet or args.json) and sys.stderr.isatty()) if executor else None,
     )
+    if executor is not None:
+        executor.close()
     violation: PolicyViolationError | None = None
     if rules:
         try:

@@ -179,3 +179,19 @@ def test_uncacheable_results_warn_once_and_the_run_completes(tmp_path: Path) -> 
     with pytest.warns(AuditSDKWarning, match="not cached: cannot cache a set") as rec:
         out = ex.map(T.as_set, [(1,), (2,)], keys=["a", "b"])
     assert out == [{1}, {2}] and len(rec) == 1
+
+
+def test_resolve_executor_layers_flags_over_the_config(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from audit_sdk.executor import resolve_executor
+
+    base = SimpleNamespace(name="local", workers=3, options={"cache_dir": str(tmp_path)})
+    ex = resolve_executor(None, base=base)
+    assert isinstance(ex, LocalExecutor) and ex.workers == 3 and ex.cache is not None
+    assert resolve_executor(None, workers=2, base=base).workers == 2
+    ray_base = SimpleNamespace(name="ray", workers=0, options={"address": "ray://head:10001"})
+    local = resolve_executor("local", base=ray_base)  # the config's Ray address does not leak into local
+    assert isinstance(local, LocalExecutor) and local.cache is None
+    with pytest.raises(InvalidParameterError, match="needs the ray executor"):
+        resolve_executor("local", address="auto")
