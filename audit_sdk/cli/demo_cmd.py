@@ -63,7 +63,12 @@ def demo_config(reg: Any, *, out: str, seed: int, epochs: int, attacks: list[str
                 say(f"note: {name} is not registered; skipping the {label} row")
                 continue
             fields = reg.get("defense", name).Params.model_fields
-            cells.append({"label": label, "defenses": [{"name": name, "params": {k: v for k, v in wanted.items() if k in fields}}]})
+            params = {k: v for k, v in wanted.items() if k in fields}
+            # Epoch-indexed schedules (e.g. suppress's end_epoch) must fit a shorter --epochs.
+            for k, f in fields.items():
+                if k.endswith("_epoch") and isinstance(f.default, int) and f.default > epochs:
+                    params[k] = max(1, epochs)
+            cells.append({"label": label, "defenses": [{"name": name, "params": params}]})
     return {
         "data": {"source": "digits", "n_members": 250, "n_non_members": 250, "n_population": 1000, "label_noise": 0.1},
         "attacks": attack_specs,
