@@ -143,31 +143,47 @@ class _Layer:
             sq = sq + g3.sum(1).pow(2).sum(1)
         return sq
 
-    def _unfold(self, m: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _shifted(m: nn.Module, a: torch.Tensor, out_hw: tuple[int, int]) -> Any:
+        """Yield, per kernel offset, the (c, Cin, T) input slice that offset multiplies.
+
+        Equivalent to ``F.unfold`` split by kernel offset, but each slice is a plain strided copy,
+        several times faster than im2col on CPU; a loop over the k*k offsets, not over samples.
+        """
         if isinstance(m, nn.Conv1d):
-            a4 = a.unsqueeze(2)
-            return F.unfold(a4, (1, m.kernel_size[0]), dilation=(1, m.dilation[0]), padding=(0, m.padding[0]), stride=(1, m.stride[0]))
-        return F.unfold(a, m.kernel_size, dilation=m.dilation, padding=m.padding, stride=m.stride)
+            a = a.unsqueeze(2)
+            ks, st, pd, dl = (1, m.kernel_size[0]), (1, m.stride[0]), (0, m.padding[0]), (1, m.dilation[0])
+        else:
+            ks, st, pd, dl = m.kernel_size, m.stride, m.padding, m.dilation
+        ho, wo = out_hw
+        ap = F.pad(a, (pd[1], pd[1], pd[0], pd[0])) if (pd[0] or pd[1]) else a
+        c, cin = a.shape[0], a.shape[1]
+        for kh in range(ks[0]):
+            for kw in range(ks[1]):
+                r0, c0 = kh * dl[0], kw * dl[1]
+                sl = ap[:, :, r0 : r0 + st[0] * (ho - 1) + 1 : st[0], c0 : c0 + st[1] * (wo - 1) + 1 : st[1]]
+                yield sl.reshape(c, cin, ho * wo)
 
     def _conv_sq(self, m: nn.Module, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         n = a.shape[0]
         cout = g.shape[1]
+        out_hw = (1, g.shape[2]) if g.dim() == 3 else (g.shape[2], g.shape[3])
         g3 = g.reshape(n, cout, -1)  # (n, Cout, T)
         T = g3.shape[2]
         cin_k = (a.shape[1] // m.groups) * math.prod(m.kernel_size)
         sq = torch.zeros(n, dtype=g.dtype, device=g.device)
         if m.weight.requires_grad:
-            ghost_cost = T * T * (cin_k + cout)
-            direct_cost = T * cin_k * cout
-            per_sample = max(cin_k * T, T * T if ghost_cost < direct_cost else cin_k * cout)
+            ghost = T * T * (cin_k + cout) < T * cin_k * cout
+            per_sample = max(a[0].numel(), T * T if ghost else cout * a.shape[1])
             for s, e in _chunks(n, per_sample):
-                u = self._unfold(m, a[s:e])  # (c, Cin*k, T)
-                if ghost_cost < direct_cost:
-                    uu = torch.bmm(u.transpose(1, 2), u)
-                    gg = torch.bmm(g3[s:e].transpose(1, 2), g3[s:e])
+                gc = g3[s:e]
+                if ghost:  # sum over offsets of slice Grams, times the output-gradient Gram
+                    uu = sum(torch.bmm(sl.transpose(1, 2), sl) for sl in self._shifted(m, a[s:e], out_hw))
+                    gg = torch.bmm(gc.transpose(1, 2), gc)
                     sq[s:e] += (uu * gg).sum((1, 2))
-                else:
-                    sq[s:e] += torch.bmm(g3[s:e], u.transpose(1, 2)).pow(2).sum((1, 2))
+                else:  # the per-sample gradient, one kernel offset at a time
+                    for sl in self._shifted(m, a[s:e], out_hw):
+                        sq[s:e] += torch.bmm(gc, sl.transpose(1, 2)).pow(2).sum((1, 2))
         if m.bias is not None and m.bias.requires_grad:
             sq = sq + g3.sum(2).pow(2).sum(1)
         return sq

@@ -25,16 +25,17 @@ def _models() -> dict[str, nn.Module]:
     return {
         "cnn": make_model("cnn", input_shape=(1, 8, 8), n_classes=10, seed=0),
         "norms": nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1, stride=2), nn.GroupNorm(2, 4), nn.ReLU(), nn.Conv1d(4, 3, 2) if False else nn.Identity(),
+            nn.Conv2d(1, 4, 3, padding=1, stride=2), nn.GroupNorm(2, 4), nn.ReLU(),
             nn.Flatten(), nn.Linear(64, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 10),
         ),
         "seq": nn.Sequential(nn.Linear(8, 12), nn.Tanh(), nn.Flatten(), nn.Linear(8 * 12, 10)),
+        "conv1d": nn.Sequential(nn.Conv1d(8, 6, 3, dilation=2, padding=1, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(36, 10)),
     }
 
 
 def _data(name: str, n: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(n, 8, 8, generator=g) if name == "seq" else torch.randn(n, 1, 8, 8, generator=g)
+    x = torch.randn(n, 8, 8, generator=g) if name in ("seq", "conv1d") else torch.randn(n, 1, 8, 8, generator=g)
     return x, torch.randint(0, 10, (n,), generator=g)
 
 
@@ -60,7 +61,7 @@ def _reference(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clip: float, 
     return sums, torch.stack(norms)
 
 
-@pytest.mark.parametrize("name", ["cnn", "norms", "seq"])
+@pytest.mark.parametrize("name", ["cnn", "norms", "seq", "conv1d"])
 @pytest.mark.parametrize("mode", ["ghost", "vmap"])
 @pytest.mark.parametrize("per_layer", [False, True])
 def test_clipped_sum_equals_per_sample_reference(name, mode, per_layer):
