@@ -72,7 +72,7 @@ class Comparison:
         """One row per (cell, attack): the terminal view of the table."""
         rows = []
         for rep in self.reports:
-            base = {
+            base: dict[str, Any] = {
                 "cell": rep.label,
                 "train_acc": rep.utility.get("train_accuracy"),
                 "test_acc": rep.utility.get("test_accuracy"),
@@ -174,7 +174,7 @@ def _run_cell(
     if train_defs or baseline_model is None:
         import torch
 
-        from .adapters.torch import Trainer, TrainConfig, export_onnx, make_model
+        from .adapters.torch import TrainConfig, Trainer, export_onnx, make_model
 
         torch.manual_seed(seed)
         arch = train["architecture"]

@@ -185,7 +185,7 @@ class CompareSpec(BaseModel):
     """A defense x attack grid (``audit-sdk compare``)."""
 
     model_config = _STRICT
-    train: TrainSpec = Field(default_factory=TrainSpec)
+    train: TrainSpec = Field(default_factory=lambda: TrainSpec.model_validate({}))
     baseline: bool = Field(True, description="add an undefended cell labelled 'none'")
     cells: list[CellSpec] = Field(default_factory=list)
     sweeps: list[SweepSpec] = Field(default_factory=list)
@@ -217,9 +217,9 @@ class AuditConfig(BaseModel):
     attacks: list[AttackSpec] = Field(default_factory=lambda: [AttackSpec(name="mia.loss-threshold")], min_length=1)
     defenses: list[DefenseSpec] = Field(default_factory=list, description="output defenses applied to the target before auditing")
     seed: int = Field(0, description="seed for every attack (each derives its own stream)")
-    output: OutputSpec = Field(default_factory=OutputSpec)
+    output: OutputSpec = Field(default_factory=lambda: OutputSpec.model_validate({}))
     fail_on: list[str] = Field(default_factory=list, description="privacy gate rules, e.g. 'mia.loss-threshold.auc > 0.6'")
-    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    executor: ExecutorSpec = Field(default_factory=lambda: ExecutorSpec.model_validate({}))
     compare: CompareSpec | None = None
 
     _to_specs = field_validator("attacks", "defenses", mode="before")(_component_list)
@@ -313,7 +313,7 @@ def _check_components(raw: Any, reg: Registry) -> list[str]:
             check("defense", d, ("compare", "cells", i, "defenses", j))
     for i, sw in enumerate(items(cmp, "sweeps")):
         if isinstance(sw, dict) and isinstance(sw.get("param"), str):
-            for k, v in enumerate(sw.get("values") or []):
+            for v in sw.get("values") or []:
                 check("defense", {"name": sw.get("name"), "params": sw.get("params") or {}}, ("compare", "sweeps", i), {sw["param"]: v})
     return problems
 

@@ -191,8 +191,8 @@ class AuditReport:
             PolicyViolationError: a rule holds (the policy fails); the outcomes are recorded first.
             InvalidParameterError: a rule is malformed or names an attack or metric not in the report.
         """
-        from .gate import evaluate_rules, parse_rules
         from .errors import PolicyViolationError
+        from .gate import evaluate_rules, parse_rules
 
         outcomes = evaluate_rules(self, parse_rules(rules))
         self.policy = [o.to_dict() for o in outcomes]
@@ -342,7 +342,7 @@ def run_audit(
         rng = cfg.seed if cfg is not None else 0
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    opts = {"input_shape": data.feature_shape}
+    opts: dict[str, Any] = {"input_shape": data.feature_shape}
     if cfg is not None and cfg.target is not None:
         opts["batch_size"] = cfg.target.batch_size
     tgt = load_target(target, registry=reg, **{**opts, **(target_options or {})})

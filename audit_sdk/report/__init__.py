@@ -163,7 +163,7 @@ def _tradeoffs(reports: Sequence[AuditReport]) -> list[dict[str, str]]:
     from .plots import tradeoff_figure
 
     with_util = [r for r in reports if "test_accuracy" in r.utility]
-    figs = []
+    figs: list[dict[str, str]] = []
     if len(with_util) < 2:
         return figs
     names = list(dict.fromkeys(res.attack for rep in with_util for res in rep.results if res.kind == "membership"))
@@ -239,7 +239,7 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
                 if res.attack == name and res.kind == "membership":
                     fpr, tpr, _ = res.roc()
                     lab = f"{rep.label + ': ' if rep.label else ''}AUC {res.metrics['auc']:.3f}"
-                    curves.append((lab, fpr, tpr, int((~res.truth).sum())))
+                    curves.append((lab, fpr, tpr, int(res.metrics["n_non_members"])))
         rocs.append({"title": name, "png": roc_figure(curves, title=f"{name} (log-log ROC)")})
 
     # Accountant epsilon beside the empirical lower bound.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import re
 import threading
-import tomllib
 import types
 from importlib import resources
 from pathlib import Path
@@ -87,6 +86,7 @@ def test_privacy_utility_curves_for_several_models(planted, tmp_path):
 
 
 def test_template_ships_as_package_data():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     assert resources.files("audit_sdk.report").joinpath("templates", "report.html.j2").is_file()
     cfg = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
     assert "audit_sdk.report" in cfg["tool"]["setuptools"]["packages"]
