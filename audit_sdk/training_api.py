@@ -65,7 +65,7 @@ def train(
         InvalidParameterError: unknown defense or options; options given with several defenses.
         InvalidDataError: x without y, or data the model does not fit.
     """
-    from .adapters.torch import Trainer, TrainConfig, make_model
+    from .adapters.torch import TrainConfig, Trainer, make_model
     from .interfaces import Defense
     from .registry import get_plugin_manager, get_registry
 

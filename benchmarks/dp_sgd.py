@@ -145,9 +145,10 @@ def peak_rss(impl: str, name: str, bs: int) -> float:
 
 
 def accountants() -> list[tuple[str, float, str]]:
-    from audit_sdk import PrivacyEvent
     from audit_sdk.plugins.accountants.pld import PLDAccountant
     from audit_sdk.plugins.accountants.rdp import RDPAccountant
+
+    from audit_sdk import PrivacyEvent
 
     q, sigma, steps, delta = 256 / 60000, 1.1, 15000, 1e-5
     ev = PrivacyEvent("gaussian", {"noise_multiplier": sigma})
@@ -196,7 +197,7 @@ def accountants() -> list[tuple[str, float, str]]:
     rows.append((lab, ms, f"sigma={s:.5f}"))
     if dpa is not None:
         for interval in (1e-3, 1e-4):
-            lab, ms, eps = timed(f"dp_accounting PLD, interval {interval:g}", lambda: dpa(interval), reps=1)
+            lab, ms, eps = timed(f"dp_accounting PLD, interval {interval:g}", lambda iv=interval: dpa(iv), reps=1)
             rows.append((lab, ms, f"eps={eps:.5f}, {100 * (eps - ref) / ref:+.2f}% vs reference"))
     if have_opacus():
         from opacus.accountants import PRVAccountant

@@ -60,6 +60,8 @@ class GDPAccountant(HistoryAccountant):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
 
+    params: Params
+
     @property
     def mu(self) -> float:
         """The composed GDP parameter of the history."""

@@ -43,6 +43,8 @@ class PLDAccountant(HistoryAccountant):
             description="round noise multipliers down to this relative grid (conservative; speeds up decaying schedules)",
         )
 
+    params: Params
+
     def __init__(self, params: Any = None, **options: Any) -> None:
         super().__init__(params, **options)
         self._cache: dict[Any, tuple[DiscretePLD, DiscretePLD]] = {}

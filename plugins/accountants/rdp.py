@@ -51,6 +51,8 @@ class RDPAccountant(HistoryAccountant):
                 raise ValueError("orders must be a non-empty list of numbers > 1")
             return v
 
+    params: Params
+
     def __init__(self, params: Any = None, **options: Any) -> None:
         super().__init__(params, **options)
         self._cache: dict[Any, np.ndarray] = {}

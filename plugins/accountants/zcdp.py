@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -56,6 +55,8 @@ class ZCDPAccountant(HistoryAccountant):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
+
+    params: Params
 
     @property
     def rho(self) -> float:

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn import grad as nn_grad
 
 __all__ = ["ClippedSum", "clipped_grad_sum", "ghost_supported", "unsupported_modules"]
 
@@ -55,7 +56,7 @@ def unsupported_modules(model: nn.Module) -> list[str]:
     for name, m in model.named_modules():
         if not _own_trainable(m):
             continue
-        if not isinstance(m, _SUPPORTED) or (isinstance(m, (nn.Conv1d, nn.Conv2d)) and (m.groups != 1 or m.padding_mode != "zeros")):
+        if not isinstance(m, _SUPPORTED) or (isinstance(m, (nn.Conv1d, nn.Conv2d)) and (m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str))):
             bad.append(f"{name or '<root>'} ({type(m).__name__})")
     return bad
 
@@ -73,7 +74,7 @@ class _Layer:
     """One parameterised module's captured input / output during the forward pass."""
 
     def __init__(self, module: nn.Module) -> None:
-        self.module = module
+        self.module: Any = module  # typed loosely: torch's Module attribute types are Tensor | Module
         self.inp: torch.Tensor | None = None
         self.out: torch.Tensor | None = None
         self.calls = 0
@@ -101,8 +102,8 @@ class _Layer:
             return self._conv_sq(m, a, g), None
         # LayerNorm / GroupNorm: per-sample grads are small (channels); form them
         xhat = self._normalised(m, a)
-        gw = (g * xhat) if m.weight is not None else None
-        per = []
+        gw = g * xhat
+        per: list[torch.Tensor] = []
         if isinstance(m, nn.LayerNorm):
             red = tuple(range(1, g.dim() - len(m.normalized_shape)))
             if m.weight is not None and m.weight.requires_grad:
@@ -115,11 +116,11 @@ class _Layer:
                 per.append(gw.sum(dim=red) if red else gw)
             if m.bias is not None and m.bias.requires_grad:
                 per.append(g.sum(dim=red) if red else g)
-        sq = sum(p.reshape(n, -1).pow(2).sum(1) for p in per)
+        sq = torch.stack([p.reshape(n, -1).pow(2).sum(1) for p in per]).sum(0) if per else torch.zeros(n, dtype=g.dtype, device=g.device)
         return sq, per
 
     @staticmethod
-    def _normalised(m: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    def _normalised(m: Any, a: torch.Tensor) -> torch.Tensor:
         if isinstance(m, nn.LayerNorm):
             return F.layer_norm(a, m.normalized_shape, None, None, m.eps)
         return F.group_norm(a, m.num_groups, None, None, m.eps)
@@ -144,7 +145,7 @@ class _Layer:
         return sq
 
     @staticmethod
-    def _shifted(m: nn.Module, a: torch.Tensor, out_hw: tuple[int, int]) -> Any:
+    def _shifted(m: Any, a: torch.Tensor, out_hw: tuple[int, int]) -> Any:
         """Yield, per kernel offset, the (c, Cin, T) input slice that offset multiplies.
 
         Equivalent to ``F.unfold`` split by kernel offset, but each slice is a plain strided copy,
@@ -156,7 +157,7 @@ class _Layer:
         else:
             ks, st, pd, dl = m.kernel_size, m.stride, m.padding, m.dilation
         ho, wo = out_hw
-        ap = F.pad(a, (pd[1], pd[1], pd[0], pd[0])) if (pd[0] or pd[1]) else a
+        ap = F.pad(a, (int(pd[1]), int(pd[1]), int(pd[0]), int(pd[0]))) if (pd[0] or pd[1]) else a
         c, cin = a.shape[0], a.shape[1]
         for kh in range(ks[0]):
             for kw in range(ks[1]):
@@ -164,7 +165,7 @@ class _Layer:
                 sl = ap[:, :, r0 : r0 + st[0] * (ho - 1) + 1 : st[0], c0 : c0 + st[1] * (wo - 1) + 1 : st[1]]
                 yield sl.reshape(c, cin, ho * wo)
 
-    def _conv_sq(self, m: nn.Module, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def _conv_sq(self, m: Any, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         n = a.shape[0]
         cout = g.shape[1]
         out_hw = (1, g.shape[2]) if g.dim() == 3 else (g.shape[2], g.shape[3])
@@ -205,7 +206,7 @@ class _Layer:
             return out
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             if m.weight.requires_grad:
-                fn = torch.nn.grad.conv1d_weight if isinstance(m, nn.Conv1d) else torch.nn.grad.conv2d_weight
+                fn = nn_grad.conv1d_weight if isinstance(m, nn.Conv1d) else nn_grad.conv2d_weight
                 out.append(fn(a, m.weight.shape, gc, stride=m.stride, padding=m.padding, dilation=m.dilation, groups=m.groups))
             if m.bias is not None and m.bias.requires_grad:
                 out.append(gc.reshape(n, gc.shape[1], -1).sum((0, 2)))
@@ -230,7 +231,7 @@ def _ghost(model: nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, cli
     used = [lay for lay in layers if lay.calls > 0]
     if any(lay.calls > 1 for lay in used):
         return None  # weight sharing: per-call contributions interact; let vmap handle it
-    outs = [lay.out for lay in used]
+    outs = [lay.out for lay in used if lay.out is not None]
     gs = torch.autograd.grad(losses.sum(), outs, allow_unused=True)
     sqs, states = [], []
     for lay, g in zip(used, gs):
@@ -280,7 +281,7 @@ def _vmap(model: nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, clip
         # per-layer = per module (weight and bias together), as in the ghost engine
         layer_of = [k.rsplit(".", 1)[0] if "." in k else "" for k in names]
         layers = sorted(set(layer_of))
-        layer_sq = {lay: sum(sq[:, j] for j, lk in enumerate(layer_of) if lk == lay) for lay in layers}
+        layer_sq = {lay: sq[:, [j for j, lk in enumerate(layer_of) if lk == lay]].sum(1) for lay in layers}
         for j, k in enumerate(names):
             if per_layer:
                 c = torch.clamp(clip / math.sqrt(len(layers)) / (layer_sq[layer_of[j]].sqrt() + 1e-12), max=1.0)

@@ -85,6 +85,8 @@ class DPSGD(Defense):
                 raise ValueError(f"max_grad_norm ({self.max_grad_norm}) must lie in [min_clip, max_clip] = [{self.min_clip}, {self.max_clip}]")
             return self
 
+    params: Params
+
     # -- set-up ------------------------------------------------------------------------------------
     def _registry(self, ctx: Any) -> Any:
         from audit_sdk.registry import get_plugin_manager, get_registry
@@ -277,7 +279,7 @@ class DPSGD(Defense):
         # centred count (sensitivity 1/2), as in Andrew et al. 2021; counts norm <= C as unclipped
         centred = float((norms <= self.clip_).sum()) - 0.5 * float(norms.numel())
         noisy = float(self.mechanism_.numpy_generator(None).normal(0.0, self.count_stddev_)) if p.secure_mode else float(
-            torch.normal(0.0, float(self.count_stddev_), size=(1,), generator=ctx.generator)
+            torch.normal(0.0, float(self.count_stddev_ or 0.0), size=(1,), generator=ctx.generator)
         )
         frac = (centred + noisy) / self.expected_batch_ + 0.5
         err = frac - p.target_unclipped_quantile

@@ -46,6 +46,8 @@ class _NoiseBase(Mechanism):
         secure_mode: bool = False
         seed: int | None = Field(0, ge=0)
 
+    params: Params
+
     def __init__(self, params: Any = None, **options: Any) -> None:
         super().__init__(params, **options)
         self._np_rng: np.random.Generator | None = None
@@ -59,20 +61,21 @@ class _NoiseBase(Mechanism):
             return as_generator(rng)
         if self._np_rng is None:
             self._np_rng = as_generator(self.params.seed)
-        return self._np_rng
+        gen: np.random.Generator = self._np_rng
+        return gen
 
     def torch_generator(self, device: Any, rng: Any = None) -> Any:
         """The torch.Generator for one draw on ``device``."""
         import torch
 
         if self.params.secure_mode:
-            g = torch.Generator(device=device)
-            g.manual_seed(secrets.randbits(64))
-            return g
+            sg = torch.Generator(device=device)
+            sg.manual_seed(secrets.randbits(64))
+            return sg
         if isinstance(rng, torch.Generator):
             return rng
         key = str(device)
-        g = self._torch_gens.get(key)
+        g: Any = self._torch_gens.get(key)
         if g is None:
             g = torch.Generator(device=device)
             seed = self.params.seed if rng is None else int(as_generator(rng).integers(0, 2**63 - 1))
@@ -124,6 +127,8 @@ class Gaussian(_NoiseBase):
 
     class Params(_NoiseBase.Params):
         noise_multiplier: float = Field(1.0, ge=0, description="noise std / L2 sensitivity (0: no noise, no privacy)")
+
+    params: Params
 
     def noise_multiplier_at(self, step: int) -> float:
         """The noise multiplier used at ``step``."""
@@ -191,6 +196,8 @@ class AdaGaussian(Gaussian):
                 raise ValueError("decay_policy 'step' with noise_decay_rate 1 removes all noise after step 0; use a rate < 1")
             return self
 
+    params: Params
+
     def factors(self, steps: Any) -> np.ndarray:
         return decay_factors(self.params.decay_policy, self.params.noise_decay_rate, steps)
 
@@ -209,6 +216,8 @@ class Laplace(_NoiseBase):
 
     class Params(_NoiseBase.Params):
         noise_multiplier: float = Field(1.0, ge=0, description="Laplace scale / L1 sensitivity")
+
+    params: Params
 
     def perturb(self, values: Any, *, sensitivity: float, step: int, rng: Any = None) -> Any:
         self._check(sensitivity, step)
@@ -273,6 +282,8 @@ class VonMisesFisher(_NoiseBase):
 
     class Params(_NoiseBase.Params):
         epsilon: float = Field(10.0, gt=0, description="metric-privacy epsilon = vMF concentration kappa")
+
+    params: Params
 
     def perturb(self, values: Any, *, sensitivity: float, step: int, rng: Any = None) -> Any:
         self._check(sensitivity, step)
