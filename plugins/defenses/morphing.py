@@ -37,7 +37,7 @@ from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParamet
 from audit_sdk.interfaces import Defense
 from audit_sdk.metrics import psnr, relative_l2, ssim
 
-__all__ = ["AugmentedLayer", "MorphedLearning", "count_macs", "reverse_engineering_curve"]
+__all__ = ["MorphedLearning", "count_macs", "reverse_engineering_curve"]  # and AugmentedLayer, resolved lazily (PEP 562)
 
 
 def _random_core(gen: np.random.Generator, k: int, kind: str, max_condition: float) -> np.ndarray:
@@ -76,6 +76,8 @@ class MorphedLearning(Defense):
             "trainable", description="when training on morphed data: train the augmented layer, or keep it fixed as in the paper"
         )
         seed: int | None = Field(None, ge=0, description="key seed; None: drawn from the OS's cryptographic source")
+
+    params: Params
 
     # ------------------------------------------------------------------ key
     def fit(self, feature_shape: Sequence[int]) -> MorphedLearning:
@@ -230,8 +232,9 @@ class MorphedLearning(Defense):
 
     def on_train_end(self, ctx: Any) -> dict[str, Any]:
         report: dict[str, Any] = {"block_size": self.block_size_, "key_bytes": int(self.cores_.nbytes)}
-        if getattr(self, "overhead_", None):
-            report.update(self.overhead_)
+        overhead = getattr(self, "overhead_", None)
+        if overhead:
+            report.update(overhead)
         if getattr(self, "data_bytes_", None):
             report["data_size_overhead"] = self.data_bytes_["morphed"] / max(1, self.data_bytes_["original"]) - 1.0
         if ctx.x_val is not None and ctx.y_val is not None:

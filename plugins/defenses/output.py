@@ -113,6 +113,8 @@ class TopK(_OutputDefense):
         k: int = Field(1, ge=1, description="number of probabilities kept per query")
         renormalize: bool = Field(False, description="rescale the kept values to sum to 1")
 
+    params: Params
+
     def transform_scores(self, probs: np.ndarray) -> np.ndarray:
         p = np.asarray(probs, dtype=np.float64)
         k = min(int(self.params.k), p.shape[1])
@@ -143,6 +145,8 @@ class Rounding(_OutputDefense):
         model_config = ConfigDict(extra="forbid")
         decimals: int = Field(1, ge=0, le=15, description="decimal digits kept")
 
+    params: Params
+
     def transform_scores(self, probs: np.ndarray) -> np.ndarray:
         return np.round(np.asarray(probs, dtype=np.float64), int(self.params.decimals))
 
@@ -165,6 +169,8 @@ class LabelOnly(_OutputDefense):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
+
+    params: Params
 
     def postprocess(self, inner: Target, x: np.ndarray) -> np.ndarray:
         # a one-hot vector keeps Target's batching and checks working; it is never served as scores
@@ -198,6 +204,8 @@ class OutputNoise(_OutputDefense):
         scale: float = Field(0.1, ge=0.0, description="Laplace b or Gaussian sigma")
         space: Literal["probabilities", "logits"] = "probabilities"
         seed: int | None = Field(None, ge=0, description="None: cryptographically seeded noise; int: reproducible")
+
+    params: Params
 
     def __init__(self, params: Any = None, **options: Any) -> None:
         super().__init__(params, **options)

@@ -111,11 +111,13 @@ class SuppressPrivacy(Defense):
                     raise ValueError(f"layer names must be unique; got {names}")
             return self
 
+    params: Params
+
     # ------------------------------------------------------------------ set-up
     def _resolve_layers(self, model: Any) -> list[tuple[str, Any, MaskLayer]]:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if self.params.layers is None:
-            chosen = [(n, p, MaskLayer(name=n)) for n, p in named if p.dim() >= 2]
+            chosen = [(n, p, MaskLayer.model_validate({"name": n})) for n, p in named if p.dim() >= 2]
             if not chosen:
                 raise InvalidModelError(f"{self.name}: the model has no weight with >= 2 dims to mask; pass layers=[...] naming parameters.")
             return chosen
