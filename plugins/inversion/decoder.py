@@ -15,7 +15,7 @@ label alone gives away.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -134,7 +134,7 @@ class DecoderInversion(Attack):
         eval_epochs: int = Field(30, ge=1)
 
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
-        p = self.params
+        p = cast("DecoderInversion.Params", self.params)
         gen = as_generator(rng)
         if data.population is None:
             raise InvalidDataError(

@@ -14,7 +14,7 @@ al.'s and MindArmour's measure of success).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,7 +57,7 @@ class ModelInversion(Attack):
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         import torch
 
-        p = self.params
+        p = cast("ModelInversion.Params", self.params)
         as_generator(rng)  # validated for a uniform interface; the attack itself is deterministic
         model = C.torch_module(target, self.name).eval()
         dev = C.model_device(model)

@@ -21,7 +21,7 @@ default is the stronger attack; MindArmour's exact set-up is
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -177,7 +177,7 @@ class RepresentationInversion(Attack):
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         import torch
 
-        p = self.params
+        p = cast("RepresentationInversion.Params", self.params)
         gen = as_generator(rng)
         model = C.torch_module(target, self.name).eval()
         dev = C.model_device(model)

@@ -1,5 +1,4 @@
 import numpy as np
-
 from audit_sdk.plugins.inversion.model import ModelInversion
 
 
