@@ -102,6 +102,8 @@ class Executor(ABC):
     workers: int = 1
     #: Result cache used when ``map`` gets explicit ``keys`` (None: no caching).
     cache: ResultCache | None = None
+    #: What the last ``map`` did (set by the shared driver loop).
+    last_stats: MapStats
 
     @abstractmethod
     def map(
@@ -195,7 +197,7 @@ def drive(
         raise InvalidParameterError(f"task keys must be unique; {dup!r} appears more than once.")
     cache = executor.cache.with_namespace(_task_name(fn)) if (executor.cache is not None and explicit) else None
     stats = MapStats(total=n)
-    executor.last_stats = stats  # type: ignore[attr-defined]
+    executor.last_stats = stats
     results: list[Any] = [None] * n
     finished = [False] * n
     attempts = [0] * n

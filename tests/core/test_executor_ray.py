@@ -123,7 +123,12 @@ def test_ray_ships_a_shared_array_once(local_ray, monkeypatch: pytest.MonkeyPatc
     idx = [np.random.default_rng(s).choice(100_000, 500, replace=False) for s in range(4)]
     puts: list[int] = []
     real_put = local_ray.put
-    monkeypatch.setattr(local_ray, "put", lambda v, **kw: (puts.append(getattr(v, "nbytes", 0)), real_put(v, **kw))[1])
+
+    def counting_put(value, **kw):
+        puts.append(getattr(value, "nbytes", 0))
+        return real_put(value, **kw)
+
+    monkeypatch.setattr(local_ray, "put", counting_put)
     ex = RayExecutor()
     out = ex.map(T.masked_sum, [(pool, i) for i in idx])
     assert out == [float(pool[i].sum()) for i in idx]

@@ -91,7 +91,11 @@ def test_interrupted_run_resumes_without_rescoring(tmp_path: Path, data) -> None
     state = json.loads((tmp_path / "s.npy.progress.json").read_text())
     assert state["done"] == 300 and state["n"] == 1037
     calls.clear()
-    res = stream_scores(t, x, y, out_path=out, batch_size=100, score=lambda tg, xb, yb: (calls.append(len(xb)), tg.loss(xb, yb))[1], resume=True)
+    def counted_loss(target, xb, yb):
+        calls.append(len(xb))
+        return target.loss(xb, yb)
+
+    res = stream_scores(t, x, y, out_path=out, batch_size=100, score=counted_loss, resume=True)
     # another score function is another score: the run starts over
     assert res.resumed_from == 0 and sum(calls) == 1037
     calls.clear()
