@@ -415,7 +415,15 @@ class LocalExecutor(Executor):
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
 
-    def map(self, fn, tasks, *, keys=None, progress=None, return_failures=False):  # type: ignore[no-untyped-def]
+    def map(
+        self,
+        fn: Callable[..., Any],
+        tasks: Sequence[tuple[Any, ...]],
+        *,
+        keys: Sequence[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        return_failures: bool = False,
+    ) -> list[Any]:
         backend: _Backend = _InlineBackend() if self.workers <= 1 or len(tasks) <= 1 else _PoolBackend(self)
         try:
             return drive(self, backend, fn, tasks, keys=keys, progress=progress, return_failures=return_failures)

@@ -17,7 +17,7 @@ indices, rather than a slice per task, to ship the data once).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +173,15 @@ class RayExecutor(Executor):
             self._remote[fn] = remote
         return remote
 
-    def map(self, fn, tasks, *, keys=None, progress=None, return_failures=False):  # type: ignore[no-untyped-def]
+    def map(
+        self,
+        fn: Callable[..., Any],
+        tasks: Sequence[tuple[Any, ...]],
+        *,
+        keys: Sequence[str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        return_failures: bool = False,
+    ) -> list[Any]:
         self.connect()
         backend = _RayBackend(self._ray, self._remote_fn(fn), self.max_in_flight or self.workers)
         try:
