@@ -192,10 +192,10 @@ def drive(
     key_list = [str(k) for k in keys] if keys is not None else [str(i) for i in range(n)]
     if len(key_list) != n:
         raise InvalidParameterError(f"got {n} tasks but {len(key_list)} keys; pass one key per task.")
-    if explicit and len(set(key_list)) != n:
-        dup = next(k for k in key_list if key_list.count(k) > 1)
-        raise InvalidParameterError(f"task keys must be unique; {dup!r} appears more than once.")
     cache = executor.cache.with_namespace(_task_name(fn)) if (executor.cache is not None and explicit) else None
+    if cache is not None and len(set(key_list)) != n:  # two tasks would share one cache entry
+        dup = next(k for k in key_list if key_list.count(k) > 1)
+        raise InvalidParameterError(f"task keys must be unique when results are cached; {dup!r} appears more than once.")
     stats = MapStats(total=n)
     executor.last_stats = stats
     results: list[Any] = [None] * n

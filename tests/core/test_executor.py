@@ -54,12 +54,14 @@ def test_transient_failure_recovers_on_retry(markers: Path) -> None:
     assert all(T.count(markers, f"flaky{s}") == 2 for s in range(3))
 
 
-def test_keys_must_match_tasks_and_be_unique() -> None:
+def test_keys_must_match_tasks_and_be_unique_when_cached(tmp_path: Path) -> None:
     ex = LocalExecutor(1)
     with pytest.raises(InvalidParameterError, match="3 tasks but 2 keys"):
         ex.map(T.square, [(1,), (2,), (3,)], keys=["a", "b"])
-    with pytest.raises(InvalidParameterError, match="unique; 'a'"):
-        ex.map(T.square, [(1,), (2,)], keys=["a", "a"])
+    assert ex.map(T.square, [(1,), (2,)], keys=["a", "a"]) == [1, 4]  # labels only: duplicates are harmless
+    cached = LocalExecutor(1, cache_dir=tmp_path)
+    with pytest.raises(InvalidParameterError, match="unique when results are cached; 'a'"):
+        cached.map(T.square, [(1,), (2,)], keys=["a", "a"])
 
 
 def test_cancel_then_resume_recomputes_nothing_inline(tmp_path: Path, markers: Path) -> None:
