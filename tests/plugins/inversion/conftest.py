@@ -1,4 +1,5 @@
-"""Fixtures of the inversion tests: a LeNet on digits (white-box) and a random-init CNN (federated round)."""
+"""Fixtures of the inversion tests: the shared memorising digits CNN as a white-box target, the same
+digits split without a model, and a random-init CNN (a federated round)."""
 
 from __future__ import annotations
 
@@ -18,28 +19,6 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def digits_lenet():
-    """A LeNet-style model trained on 250 digits (members); population 1000 digits for the attacker."""
-    from audit_sdk.adapters.torch.recipes import digits_setup
-
-    return digits_setup(n_members=250, n_non_members=250, n_population=1000, architecture="lenet", epochs=60, seed=0)
-
-
-@pytest.fixture(scope="session")
-def digits_lenet_target(digits_lenet):
-    from audit_sdk.adapters.torch import TorchTarget
-
-    return TorchTarget(digits_lenet.model, device="cpu")
-
-
-@pytest.fixture(scope="session")
-def digits_lenet_onnx(digits_lenet, tmp_path_factory):
-    from audit_sdk.adapters.torch import export_onnx
-
-    return export_onnx(digits_lenet.model, digits_lenet.data.members.x[:2], tmp_path_factory.mktemp("inv-onnx") / "lenet.onnx")
 
 
 @pytest.fixture(scope="session")
@@ -64,3 +43,11 @@ def inv_context():
     from audit_sdk import RunContext, get_registry
 
     return RunContext(registry=get_registry())
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    """The digits split of ``digits_memorised`` (same seed and label noise) without training a model."""
+    from audit_sdk.adapters.torch.recipes import digits_setup
+
+    return digits_setup(n_members=250, n_non_members=250, n_population=1000, train=False, label_noise=0.1, seed=0).data
