@@ -36,8 +36,9 @@ from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError, NotFittedError
 from audit_sdk.interfaces import Defense
 from audit_sdk.metrics import relative_l2, ssim
+from audit_sdk.target import Target
 
-__all__ = ["MorphedLearning", "count_macs", "reverse_engineering_curve"]  # and AugmentedLayer, resolved lazily (PEP 562)
+__all__ = ["MorphedLearning", "MorphedTarget", "count_macs", "reverse_engineering_curve"]  # and AugmentedLayer, resolved lazily (PEP 562)
 
 
 def _random_core(gen: np.random.Generator, k: int, kind: str, max_condition: float) -> np.ndarray:
@@ -64,7 +65,9 @@ class MorphedLearning(Defense):
 
     name = "defense.morphing"
     summary = "Morphed Learning: secret invertible input morphing plus the augmented first layer (Wang et al. 2019)."
-    points = ("input",)
+    #: ``output``: ``wrap_target`` serves the provider's pipeline (morph each query, then the
+    #: augmented model), so a model trained on morphed data is audited with the original records.
+    points = ("input", "output")
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -141,6 +144,17 @@ class MorphedLearning(Defense):
             self.fit(a.shape[1:])
         self.data_bytes_ = {"original": int(a.nbytes), "morphed": int(np.dtype(a.dtype if a.dtype.kind == "f" else np.float32).itemsize * a.size)}
         return self.morph(a), y
+
+    def wrap_target(self, target: Target) -> Target:
+        """Serve ``target`` (a model trained on this key's morphed data) behind the morphing.
+
+        Queries arrive as original records and are morphed with the key before they reach the
+        model: the data provider's pipeline, which is what an attacker holding candidate records
+        queries. Do not wrap a model that was not trained (or augmented) with this key.
+        """
+        if not hasattr(self, "cores_"):
+            raise NotFittedError(f"{self.name} has no key yet; train with it (or call fit) before wrapping a target.")
+        return MorphedTarget(target, self)
 
     def morph_audit_data(self, data: AuditData) -> AuditData:
         """The same AuditData with every feature morphed, to audit a model served on morphed data."""
@@ -266,6 +280,29 @@ class MorphedLearning(Defense):
             "params_augmented": int(p1),
             "aug_layer_bytes": int(sum(p.numel() * p.element_size() for p in layer.parameters())),
         }
+
+
+class MorphedTarget(Target):
+    """A Target that morphs each query with the key before the wrapped (augmented) model sees it."""
+
+    def __init__(self, inner: Target, defense: MorphedLearning) -> None:
+        self.inner, self.defense = inner, defense
+        self.input_shape = tuple(defense.feature_shape_)
+        if inner.input_shape and any(a is not None and a != b for a, b in zip(inner.input_shape, self.input_shape)):
+            raise InvalidModelError(f"the model takes inputs of shape {inner.input_shape} but the key morphs {self.input_shape}.")
+        self.input_dtype = inner.input_dtype
+        self.n_classes = int(inner.n_classes)
+        self.batch_size = int(inner.batch_size)
+        self.outputs_logits = inner.outputs_logits
+        self.capabilities = frozenset(inner.capabilities) & {"labels", "probabilities", "logits"}
+
+    def _predict_raw(self, x: np.ndarray) -> np.ndarray:
+        return self.inner._batched_raw(self.defense.morph(x, dtype=self.inner.input_dtype))
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        d.update({"defense": self.defense.name, "block_size": self.defense.block_size_, "wraps": self.inner.describe()})
+        return d
 
 
 def _aug_layer_class() -> Any:

@@ -153,3 +153,20 @@ def test_bad_inputs_are_refused_with_a_fix():
         mole.augment(torch.nn.Linear(64, 3))
     with pytest.raises(InvalidParameterError, match="n_pairs"):
         reverse_engineering_curve(mole, np.zeros((3, 64)), np.zeros((2, 64)), [5])
+
+
+def test_wrapped_target_serves_the_morphing_pipeline_on_original_records(digits_split, trained_cnn, tmp_path):
+    xtr, ytr, xte, yte = digits_split
+    model, acc = trained_cnn
+    mole = MorphedLearning(block_size=16, seed=1).fit(xtr.shape[1:])
+    assert mole.points == ("input", "output")
+    aug = mole.augment(model)
+    onnx = audit_sdk.load_target(str(export_onnx(aug, mole.morph(xte[:2]), tmp_path / "aug.onnx")))
+    served = mole.wrap_target(onnx)
+    assert "white-box" not in served.capabilities and served.describe()["defense"] == "defense.morphing"
+    raw = audit_sdk.load_target(model)
+    # original records in, the original model's answers out
+    np.testing.assert_allclose(served.predict_proba(xte), raw.predict_proba(xte), atol=1e-4)
+    assert (served.predict_labels(xte) == yte).mean() == pytest.approx(acc)
+    with pytest.raises(NotFittedError):
+        MorphedLearning().wrap_target(onnx)
