@@ -133,3 +133,100 @@ def test_ray_ships_a_shared_array_once(local_ray, monkeypatch: pytest.MonkeyPatc
     out = ex.map(T.masked_sum, [(pool, i) for i in idx])
     assert out == [float(pool[i].sum()) for i in idx]
     assert puts == [pool.nbytes]  # the 4 KB index arrays travel inline
+
+
+# --------------------------------------------------------------------------- audit level (slow)
+# A real reference-model attack (offline LiRA on the memorising digits CNN) with its training
+# fanned out on Ray: same scores as inline, survives a killed worker, resumes after a cancel.
+LIRA = {"mode": "offline", "n_references": 4, "reference_epochs": 20}
+
+
+def _lira(target, data, executor, cache_dir):
+    from audit_sdk import get_registry
+    from audit_sdk.run import RunContext, run_attack
+
+    reg = get_registry()
+    ctx = RunContext(registry=reg, executor=executor, cache_dir=cache_dir)
+    return run_attack(reg.create("attack", "mia.lira", LIRA), target, data, rng=0, context=ctx)
+
+
+@pytest.fixture
+def one_torch_thread():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # inline training then matches the one-thread Ray workers bit for bit
+    yield
+    torch.set_num_threads(before)
+
+
+def _reference_files(cache_dir: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in cache_dir.rglob("*.pt")}
+
+
+@pytest.mark.slow
+def test_lira_on_ray_matches_inline_and_survives_a_killed_worker(local_ray, digits_memorised_onnx, digits_memorised, tmp_path, one_torch_thread):
+    import audit_sdk
+
+    target = audit_sdk.load_target(str(digits_memorised_onnx))
+    data = digits_memorised.data
+    inline = _lira(target, data, LocalExecutor(1), tmp_path / "inline")
+    killed: list[int] = []
+
+    def kill_one_trainer() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for proc in Path("/proc").iterdir():
+                try:
+                    cmd = (proc / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if proc.name.isdigit() and b"ray::_train_reference" in cmd:
+                    time.sleep(0.3)
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    killed.append(int(proc.name))
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_one_trainer)
+    killer.start()
+    ex = RayExecutor()
+    on_ray = _lira(target, data, ex, tmp_path / "ray")
+    killer.join()
+    assert killed, "no reference-training worker was seen to kill"
+    assert ex.last_stats.retried >= 1 and ex.last_stats.failed == 0
+    assert len(_reference_files(tmp_path / "ray")) == 4
+    np.testing.assert_allclose(on_ray.scores, inline.scores, rtol=1e-6, atol=1e-9)
+    assert on_ray.metrics["auc"] == pytest.approx(inline.metrics["auc"], abs=1e-9)
+    assert inline.metrics["auc"] > 0.6  # the planted leakage is found either way
+
+
+@pytest.mark.slow
+def test_lira_cancelled_on_ray_resumes_without_retraining(local_ray, digits_memorised_onnx, digits_memorised, tmp_path, one_torch_thread):
+    import audit_sdk
+
+    target = audit_sdk.load_target(str(digits_memorised_onnx))
+    cache = tmp_path / "cache"
+    ex = RayExecutor(max_in_flight=1, cache_dir=tmp_path / "results")
+
+    def cancel_after_first_model() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if _reference_files(cache):
+                ex.cancel()
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=cancel_after_first_model)
+    watcher.start()
+    with pytest.raises(RunCancelled):
+        _lira(target, digits_memorised.data, ex, cache)
+    watcher.join()
+    before = _reference_files(cache)
+    assert 1 <= len(before) < 4
+    ex.reset()
+    result = _lira(target, digits_memorised.data, ex, cache)
+    after = _reference_files(cache)
+    assert len(after) == 4
+    assert all(after[name] == mtime for name, mtime in before.items())  # nothing finished was trained again
+    assert ex.last_stats.computed == 4 - len(before)
+    assert result.metrics["auc"] > 0.6
