@@ -174,20 +174,38 @@ class _Layer:
         cin_k = (a.shape[1] // m.groups) * math.prod(m.kernel_size)
         sq = torch.zeros(n, dtype=g.dtype, device=g.device)
         if m.weight.requires_grad:
-            ghost = T * T * (cin_k + cout) < T * cin_k * cout
-            per_sample = max(a[0].numel(), T * T if ghost else cout * a.shape[1])
+            # Route by cost: the Gram route when it does fewer flops (small maps); else form the
+            # per-sample gradients, with one grouped weight-gradient convolution (fast for wide
+            # inputs) or, for few input channels where grouped kernels are slow, a batched matmul on
+            # the input patches.
+            route = "gram" if T * T * (cin_k + cout) < T * cin_k * cout else ("grouped" if a.shape[1] >= 16 else "patches")
+            per_sample = {"gram": cin_k * T + T * T, "grouped": cout * cin_k, "patches": cin_k * T + cout * cin_k}[route]
             for s, e in _chunks(n, per_sample):
                 gc = g3[s:e]
-                if ghost:  # sum over offsets of slice Grams, times the output-gradient Gram
-                    uu = sum(torch.bmm(sl.transpose(1, 2), sl) for sl in self._shifted(m, a[s:e], out_hw))
+                if route == "grouped":
+                    sq[s:e] += self._per_sample_weight_grad(m, a[s:e], g[s:e]).reshape(e - s, -1).pow(2).sum(1)
+                    continue
+                u = torch.cat(list(self._shifted(m, a[s:e], out_hw)), 1)  # (c, Cin*k*k, T)
+                if route == "gram":  # patch Gram times output-gradient Gram: never forms the gradient
+                    uu = torch.bmm(u.transpose(1, 2), u)
                     gg = torch.bmm(gc.transpose(1, 2), gc)
                     sq[s:e] += (uu * gg).sum((1, 2))
-                else:  # the per-sample gradient, one kernel offset at a time
-                    for sl in self._shifted(m, a[s:e], out_hw):
-                        sq[s:e] += torch.bmm(gc, sl.transpose(1, 2)).pow(2).sum((1, 2))
+                else:
+                    sq[s:e] += torch.bmm(gc, u.transpose(1, 2)).pow(2).sum((1, 2))
         if m.bias is not None and m.bias.requires_grad:
             sq = sq + g3.sum(2).pow(2).sum(1)
         return sq
+
+    @staticmethod
+    def _per_sample_weight_grad(m: Any, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """(c, Cout, Cin, *k) per-sample weight gradients: samples become groups of one convolution."""
+        c, cin = a.shape[0], a.shape[1]
+        cout = g.shape[1]
+        fn = nn_grad.conv1d_weight if isinstance(m, nn.Conv1d) else nn_grad.conv2d_weight
+        a1 = a.reshape(1, c * cin, *a.shape[2:])
+        g1 = g.reshape(1, c * cout, *g.shape[2:])
+        w = fn(a1, (c * cout, cin, *m.kernel_size), g1, stride=m.stride, padding=m.padding, dilation=m.dilation, groups=c)
+        return w.reshape(c, cout, cin, *m.kernel_size)
 
     def weighted(self, g: torch.Tensor, c: torch.Tensor, state: Any) -> list[torch.Tensor]:
         """sum_i c_i * grad_i for each own trainable param, in ``params()`` order."""
