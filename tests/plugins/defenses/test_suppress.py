@@ -196,3 +196,19 @@ def test_report_has_accuracy_when_validation_data_is_given(digits_small):
     assert 0.0 <= rep["accuracy"] <= 1.0
     assert rep["accuracy"] == pytest.approx(res.history[-1]["val_accuracy"])
     assert rep["rounds"] == len(rep["schedule"]) and math.isclose(rep["target_sparsity"], 0.5)
+
+
+def test_masks_hold_under_dp_sgd_which_writes_gradients_itself(digits_small):
+    x, y = digits_small
+    reg = audit_sdk.get_registry()
+    if "defense.dp-sgd" not in reg.names("defense"):
+        pytest.skip("defense.dp-sgd is not registered")
+    dp = reg.create("defense", "defense.dp-sgd", {"noise_multiplier": 1.0, "max_grad_norm": 1.0})
+    model = make_model("mlp", input_shape=(64,), n_classes=10, hidden=32, seed=0)
+    sup = SuppressPrivacy(start_epoch=1, end_epoch=3, mask_times=10, sparse_end=0.7)
+    checker = _ZeroChecker(sup)  # after suppress: the state every later step starts from
+    cfg = TrainConfig(epochs=4, batch_size=30, lr=1e-2, optimizer="adam", sampling="poisson", device="cpu")
+    res = Trainer(cfg, defenses=[dp, sup, checker]).fit(model, x, y)
+    assert checker.checked > 10
+    assert min(res.defenses["defense.suppress"]["sparsity"].values()) >= 0.69
+    assert res.defenses["defense.dp-sgd"]["epsilon"] > 0
