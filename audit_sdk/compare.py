@@ -158,6 +158,7 @@ def _run_cell(
     baseline_model: str | None,
     registry: Registry | None,
     cache_dir: str | None = None,
+    progress: bool = False,
 ) -> AuditReport:
     """One grid cell: build the defenses, train (or reuse the baseline), serve, audit. Module-level: runs in workers."""
     from .registry import get_registry
@@ -219,8 +220,8 @@ def _run_cell(
     for t, planned in zip(served_targets, plan):
         if not planned:
             continue
-        ctx = RunContext(registry=reg, cache_dir=Path(cache_dir) if cache_dir else None)
-        part = run_audit(t, data, attacks=planned, rng=seed, registry=reg, context=ctx, privacy=privacy or None, label=label)
+        ctx = RunContext(registry=reg, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress)
+        part = run_audit(t, data, attacks=planned, rng=seed, registry=reg, context=ctx, privacy=privacy or None, label=label, progress=progress)
         if report is None:
             report = part
         else:
@@ -340,7 +341,7 @@ def run_comparison(
                 baseline = base.target["model_file"]
             cache = str(ctx.cache_dir) if ctx.cache_dir is not None else None
             tasks = [
-                (c.label, specs(c), data, train, attacks, cfg.seed, str(out), cfg.compare.audit_format, baseline, reg_arg, cache)
+                (c.label, specs(c), data, train, attacks, cfg.seed, str(out), cfg.compare.audit_format, baseline, reg_arg, cache, progress and inline)
                 for c in phase
             ]
             results = ctx.executor.map(_run_cell, tasks, keys=[c.label for c in phase], progress=tick, return_failures=True)

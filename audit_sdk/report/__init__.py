@@ -111,6 +111,18 @@ def _flatten(row: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: Nested figures kept when a slice table would be too wide (membership headline metrics).
+_HEADLINE_LEAVES = ("auc", "advantage", "tpr_at_fpr.0.001", "tpr_at_fpr.0.01", "epsilon_lower_bound", "ssim", "psnr")
+_MAX_COLUMNS = 10
+
+
+def _narrow(cols: list[str]) -> list[str]:
+    """Drop nested columns that are not headline figures when a table is too wide to read."""
+    if len(cols) <= _MAX_COLUMNS:
+        return cols
+    return [c for c in cols if "." not in c or c.split(".", 1)[1] in _HEADLINE_LEAVES or c in _HEADLINE_LEAVES]
+
+
 def generic_table(obj: Any, *, first: str = "slice") -> dict[str, Any] | None:
     """Render any JSON-like slice structure as {columns, rows} (None when it is not tabular).
 
@@ -129,12 +141,14 @@ def generic_table(obj: Any, *, first: str = "slice") -> dict[str, Any] | None:
         cols: list[str] = []
         for r in obj:
             cols += [str(k) for k in r if str(k) not in cols]
+        cols = _narrow(cols)
         return {"columns": cols, "rows": [[_fmt(r.get(c)) for c in cols] for r in obj]}
     if isinstance(obj, Mapping) and obj:
         if all(isinstance(v, Mapping) for v in obj.values()):
             cols = []
             for v in obj.values():
                 cols += [str(k) for k in v if str(k) not in cols]
+            cols = _narrow(cols)
             return {"columns": [first, *cols], "rows": [[str(k)] + [_fmt(v.get(c)) for c in cols] for k, v in obj.items()]}
         return {"columns": ["key", "value"], "rows": [[str(k), _fmt(v)] for k, v in obj.items()]}
     return None
