@@ -17,7 +17,7 @@ import numpy as np
 
 from audit_sdk._rng import derive_seed
 from audit_sdk.data import AuditData, Split
-from audit_sdk.errors import AccessError, AuditSDKWarning, InvalidDataError, InvalidParameterError
+from audit_sdk.errors import AccessError, AuditSDKWarning, BackendUnavailableError, InvalidParameterError
 from audit_sdk.metrics import reconstruction_metrics, ssim
 from audit_sdk.target import Target
 
@@ -26,12 +26,19 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Selection",
+    "as_images",
+    "baseline_ssim",
+    "eval_by_set",
+    "evaluation_classifier",
+    "model_device",
+    "torch_seed",
     "class_means",
     "evaluation_accuracy",
     "input_bounds",
     "save_artifacts",
     "select_samples",
     "set_metrics",
+    "require_torch",
     "torch_module",
     "total_variation",
 ]
@@ -85,8 +92,17 @@ def input_bounds(bounds: Sequence[float] | None, data: AuditData) -> tuple[float
     return lo, hi
 
 
+def require_torch(attack_name: str) -> None:
+    """Fail with the extra to install when torch (the attacker's optimiser) is missing."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailableError(f'{attack_name} optimises with torch, which is not installed: pip install "audit-sdk[torch]".') from exc
+
+
 def torch_module(target: Target, attack_name: str) -> torch.nn.Module:
     """The torch module behind a white-box target (TorchTarget.model)."""
+    require_torch(attack_name)
     import torch
 
     model = getattr(target, "model", None)
@@ -256,7 +272,8 @@ def _write_png(path: Path, canvas: np.ndarray, scale: int) -> bool:
     try:
         from PIL import Image
 
-        Image.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8, mode="L" if u8.shape[-1] == 1 else "RGB").save(path)
+        # 2-D uint8 becomes mode L, (H, W, 3) uint8 mode RGB
+        Image.fromarray(np.ascontiguousarray(u8[..., 0] if u8.shape[-1] == 1 else u8)).save(path)
         return True
     except ImportError:
         pass
@@ -308,8 +325,3 @@ def save_artifacts(
                 stacklevel=3,
             )
     return paths
-
-
-def check_images(x: np.ndarray, attack_name: str) -> None:
-    if x.ndim < 2:
-        raise InvalidDataError(f"{attack_name}: features must be (n, ...) arrays; got shape {x.shape}.")

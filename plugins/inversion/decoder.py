@@ -141,6 +141,7 @@ class DecoderInversion(Attack):
                 f"{self.name} trains its decoder on the attacker's background data and needs data.population; "
                 "pass population=(x, y) to AuditData (or x_population/y_population in the .npz)."
             )
+        C.require_torch(self.name)
         lo, hi = C.input_bounds(p.input_bounds, data)
         pop = data.population
         shape = tuple(data.feature_shape)

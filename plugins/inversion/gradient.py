@@ -31,7 +31,7 @@ from audit_sdk import Attack, AttackResult, hookimpl
 from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
-from audit_sdk.metrics import ssim
+from audit_sdk.metrics import reconstruction_metrics, ssim
 from audit_sdk.target import Target
 
 from . import _common as C
@@ -339,7 +339,7 @@ class GradientInversion(Attack):
                         r = main  # the headline attack is one cell of the grid
                     else:
                         r = self._attack_once(model, x[: kk * b], y[: kk * b], batch_size=b, noise=s, bounds=(lo, hi), n_classes=n_classes, gen=gen)
-                    m = C.reconstruction_metrics(C.as_images(r["originals"]), C.as_images(r["reconstructions"]), data_range=data_range)
+                    m = reconstruction_metrics(C.as_images(r["originals"]), C.as_images(r["reconstructions"]), data_range=data_range)
                     sweep.append({"batch_size": b, "noise_multiplier": s, "ssim": m["ssim"], "psnr": m["psnr"], "relative_l2": m["relative_l2"], "label_accuracy": r["label_accuracy"]})
         eval_model = C.evaluation_classifier(data, epochs=p.eval_epochs, seed=0, context=context) if p.evaluate else None
         extra: dict[str, Any] = {
