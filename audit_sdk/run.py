@@ -294,7 +294,7 @@ def run_audit(
     context: RunContext | None = None,
     target_options: dict[str, Any] | None = None,
     config: Any = None,
-    privacy: dict[str, Any] | None = None,
+    privacy: dict[str, Any] | Any | None = None,
     defenses: Sequence[Any] = (),
     progress: bool = False,
     label: str | None = None,
@@ -315,12 +315,17 @@ def run_audit(
             ``audit_sdk.config``); supplies attacks, data, output defenses, seed and executor
             unless given explicitly, and is recorded in the report.
         privacy: figures of the DP training run the model came from (``epsilon``, ``delta``,
-            accountant name, ...), reported beside the empirical epsilon lower bounds.
+            accountant name, ...), reported beside the empirical epsilon lower bounds; a
+            ``TrainResult`` (from ``audit_sdk.train`` or the torch Trainer) is accepted as is
+            (its defenses' reports and notes).
         defenses: output defenses (Defense instances or ``(name, params)``) that wrap the target
             before it is audited, applied after the config's.
         progress: show a progress bar (rich) on stderr.
         label: a short name for the audited model, shown in reports.
     """
+    if privacy is not None and not isinstance(privacy, dict) and isinstance(getattr(privacy, "defenses", None), dict):
+        notes = list(getattr(privacy, "notes", None) or [])
+        privacy = {name: rep for name, rep in privacy.defenses.items() if rep} | ({"notes": notes} if notes else {})
     cfg = None
     if config is not None:
         from .config import AuditConfig, load_config, parse_config

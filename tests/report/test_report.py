@@ -197,3 +197,11 @@ def test_training_time_defense_refused_on_a_trained_model(reg, small, pm):
     clf, data = small
     with pytest.raises(InvalidParameterError, match="cannot defend an already-trained model"):
         audit_sdk.run_audit(clf, data, attacks=["mia.loss-threshold"], registry=reg2, defenses=["defense.test-report-masking"])
+
+
+def test_privacy_accepts_a_train_result(reg, small):
+    clf, data = small
+    train_result = types.SimpleNamespace(defenses={"defense.dp-sgd": {"epsilon": 2.0, "delta": 1e-5}, "defense.other": {}}, notes=["shuffled"])
+    rep = audit_sdk.run_audit(clf, data, attacks=["mia.loss-threshold"], registry=reg, privacy=train_result)
+    assert rep.privacy == {"defense.dp-sgd": {"epsilon": 2.0, "delta": 1e-5}, "notes": ["shuffled"]}
+    assert rep.theoretical_epsilon() == 2.0
