@@ -8,9 +8,9 @@
 Same semantics as ``LocalExecutor`` (one driver loop, ``audit_sdk.executor.drive``): ordered
 results, retry once then ``TaskFailure``, a result cache for resuming, ``cancel()``. Ray's own
 retries are off (``max_retries=0``) so a killed worker is retried exactly like a failing task.
-A numpy argument of 1 MiB or more is put into Ray's object store once per ``map`` call and
-shared by every task that takes the same array object (pass the whole data pool plus per-task
-indices, rather than a slice per task, to ship the data once).
+An argument several tasks share (the same object: a data pool, an AuditData) is put into Ray's
+object store once per ``map`` call instead of being serialised for every task; pass the whole
+data pool plus per-task indices, rather than a slice per task, to ship the data once.
 ``import ray`` happens when the executor is built, never when ``audit_sdk`` is imported.
 """
 
@@ -50,7 +50,8 @@ class _RayBackend:
         self.live: set[Any] = set()
         #: arrays at least this large are put into the object store once and shared by reference
         self.share_min_bytes = 1 << 20
-        self._puts: dict[int, tuple[np.ndarray, Any]] = {}
+        self._puts: dict[int, tuple[Any, Any]] = {}
+        self._seen: dict[int, Any] = {}
         ex = ray.exceptions
         self._crash_types = tuple(
             getattr(ex, n) for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError")
@@ -63,18 +64,27 @@ class _RayBackend:
         return ref
 
     def _shared(self, arg: Any) -> Any:
-        """Put a large array into the object store once per map, however many tasks take it.
+        """Put an argument that several tasks share into the object store once per map.
 
         Ray passes a top-level ObjectRef argument to the task as its value (zero-copy, read-only
         for numpy), so a data set shared by every task crosses to the cluster once, not per task.
+        A numpy array of ``share_min_bytes`` or more is shared at once; any other non-scalar
+        object (an AuditData, a model builder) from the second task that passes the very same
+        object on.
         """
-        if not isinstance(arg, np.ndarray) or arg.nbytes < self.share_min_bytes:
+        if arg is None or isinstance(arg, (bool, int, float, complex, str, bytes)):
             return arg
-        hit = self._puts.get(id(arg))
-        if hit is None or hit[0] is not arg:
-            hit = (arg, self.ray.put(arg))
-            self._puts[id(arg)] = hit
-        return hit[1]
+        key = id(arg)
+        hit = self._puts.get(key)
+        if hit is not None and hit[0] is arg:
+            return hit[1]
+        big = isinstance(arg, np.ndarray) and arg.nbytes >= self.share_min_bytes
+        if big or self._seen.get(key) is arg:
+            ref = self.ray.put(arg)
+            self._puts[key] = (arg, ref)
+            return ref
+        self._seen[key] = arg  # held, so the id cannot be reused by another object during this map
+        return arg
 
     def wait_any(self, handles: list[Any]) -> list[tuple[Any, Any, BaseException | None]]:
         ready, _ = self.ray.wait(handles, num_returns=1)

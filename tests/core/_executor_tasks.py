@@ -90,3 +90,7 @@ def as_set(x: int) -> set:
 def masked_sum(pool: np.ndarray, idx: np.ndarray) -> float:
     """Sum of the rows of a shared pool picked by ``idx`` (a reference model's subset)."""
     return float(pool[idx].sum())
+
+
+def dict_rows(d: dict, seed: int) -> int:
+    return len(d["pool"])

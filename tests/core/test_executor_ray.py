@@ -133,6 +133,10 @@ def test_ray_ships_a_shared_array_once(local_ray, monkeypatch: pytest.MonkeyPatc
     out = ex.map(T.masked_sum, [(pool, i) for i in idx])
     assert out == [float(pool[i].sum()) for i in idx]
     assert puts == [pool.nbytes]  # the 4 KB index arrays travel inline
+    puts.clear()
+    shared = {"pool": pool[:10]}  # a small non-array object passed to every task: put once, from its second use
+    assert ex.map(T.dict_rows, [(shared, s) for s in range(4)]) == [10] * 4
+    assert len(puts) == 1
 
 
 # --------------------------------------------------------------------------- audit level (slow)
