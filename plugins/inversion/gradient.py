@@ -165,7 +165,7 @@ def invert_gradients(
         return torch.nn.functional.cross_entropy(functional_call(model, p, (xb,)), yb)
 
     dummy_grad = vmap(grad(batch_loss), in_dims=(None, 0, 0))
-    opt = torch.optim.Adam(opt_vars, lr=step_size if step_size is not None else 0.1 * (hi - lo))
+    opt = torch.optim.Adam(opt_vars, lr=step_size if step_size is not None else 0.5 * (hi - lo))
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[int(iterations * f) for f in (0.375, 0.625, 0.875)], gamma=0.1)
     trace: list[float] = []
     for it in range(iterations):
@@ -245,7 +245,7 @@ class GradientInversion(Attack):
         loss: Literal["cosine", "l2"] = Field("cosine", description="Gradient distance: cosine (inverting gradients) or squared L2 (DLG).")
         tv_weight: float = Field(1e-2, ge=0)
         iterations: int = Field(300, ge=1, le=100_000)
-        step_size: float | None = Field(None, gt=0, description="Adam learning rate (default 0.1 x input range).")
+        step_size: float | None = Field(None, gt=0, description="Adam learning rate (default 0.5 x input range; decayed 10x at 3/8, 5/8, 7/8).")
         max_grad_norm: float | None = Field(None, gt=0, description="DP-SGD per-example clip norm on the shared gradient.")
         noise_multiplier: float = Field(0.0, ge=0, description="DP-SGD noise std / max_grad_norm on the shared gradient.")
         secure_noise: bool = Field(False, description="Seed the DP noise from the OS's cryptographic source (not reproducible).")

@@ -9,7 +9,7 @@ def test_single_digit_recovered_from_its_gradient(digits_data, fresh_cnn_target)
     r = GradientInversion(batch_size=1, n_batches=3, iterations=300, evaluate=False).run(fresh_cnn_target, digits_data, rng=0)
     base = r.extra["baseline"]
     assert r.extra["label_accuracy"] == 1.0  # iDLG reads the label off the last bias gradient
-    assert r.metrics["ssim"] > 0.75
+    assert r.metrics["ssim"] > 0.85
     assert r.metrics["ssim"] > base["mean_image_ssim"] + 0.15
     assert r.reconstructions.min() >= 0.0 and r.reconstructions.max() <= 1.0
     assert r.reconstructions.shape == r.originals.shape == (3, 1, 8, 8)
