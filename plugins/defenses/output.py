@@ -189,6 +189,9 @@ class OutputNoise(_OutputDefense):
     ``scale`` is the Laplace ``b`` or the Gaussian standard deviation. Every query draws fresh noise,
     so the served label (the argmax of the served vector) may differ from the model's.
 
+    Fresh noise per query means an attacker who repeats a query can average it away (the noise
+    shrinks as 1/sqrt(repeats)); rate-limit or cache answers when that matters.
+
     Noise comes from a cryptographically seeded generator (``audit_sdk._rng.secure_generator``)
     unless ``seed`` is given (reproducible, for experiments only: anyone who knows the seed can
     replay and subtract the noise).

@@ -5,7 +5,9 @@
     result.defenses["defense.suppress"]["sparsity"]     # fraction of exact zeros per masked layer
 
 Behaviour follows MindArmour's ``SuppressCtrl`` / ``SuppressMasker`` (mindarmour/privacy/sup_privacy,
-v2.1.0), in its units: epochs and steps are counted from 1.
+v2.1.0), in its units: epochs and steps are counted from 1. Defaults are MindArmour's
+(start_epoch=3, end_epoch=10, sparse 0 -> 0.9) except ``mask_times=100`` (MindArmour: 1000, which
+masks at every step of a small data set; it recommends 10-20 steps between rounds).
 
 - Schedule: ``mask_all_steps = (end_epoch - start_epoch + 1) * batch_num`` and a masking round runs
   every ``mask_all_steps / mask_times`` steps from the first step of ``start_epoch`` (plus a forced
@@ -86,7 +88,7 @@ class SuppressPrivacy(Defense):
         layers: list[MaskLayer] | None = Field(
             None, description="parameters to mask; default: every weight with >= 2 dims (conv and linear kernels)"
         )
-        start_epoch: int = Field(1, ge=1, description="first epoch with masking (1-based)")
+        start_epoch: int = Field(3, ge=1, description="first epoch with masking (1-based)")
         end_epoch: int = Field(10, ge=1, description="epoch by which sparse_end is reached (1-based)")
         mask_times: int = Field(100, ge=1, description="number of masking rounds")
         sparse_start: float = Field(0.0, ge=0.0, lt=1.0)

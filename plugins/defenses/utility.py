@@ -74,8 +74,9 @@ def privacy_utility_rows(
         defense: the defense the model carries (a name or a Defense: its name is recorded), or None
             for the undefended baseline. An output Defense object is applied here (``wrap_target``).
         strength: the defense's strength knob for the curve's x axis (default: the defense's own).
-        x_test, y_test: held-out data for the accuracy (in the form the target expects: morphed
-            data for a morphed model).
+        x_test, y_test: held-out data for the accuracy, in the form the served target takes
+            (original records when ``defense`` is a Defense object acting at the output, e.g. a
+            ``defense.morphing`` whose ``wrap_target`` morphs each query).
     """
     reg = registry or get_registry()
     tgt = target if isinstance(target, Target) else load_target(target, registry=reg, input_shape=data.feature_shape)

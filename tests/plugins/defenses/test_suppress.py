@@ -164,9 +164,9 @@ def test_bad_options_are_rejected_with_a_fix(digits_small):
     with pytest.raises(InvalidParameterError, match="train longer"):
         Trainer(TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(end_epoch=5)]).fit(model, x, y)
     with pytest.raises(InvalidParameterError, match="matches no parameter"):
-        Trainer(TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(end_epoch=2, layers=[{"name": "conv9"}])]).fit(model, x, y)
+        Trainer(TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(start_epoch=1, end_epoch=2, layers=[{"name": "conv9"}])]).fit(model, x, y)
     with pytest.raises(InvalidParameterError, match="matches 2 parameters"):
-        Trainer(TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(end_epoch=2, layers=[{"name": "weight"}])]).fit(model, x, y)
+        Trainer(TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(start_epoch=1, end_epoch=2, layers=[{"name": "weight"}])]).fit(model, x, y)
 
 
 def test_ninety_percent_sparsity_keeps_accuracy_and_lowers_the_loss_attack():
