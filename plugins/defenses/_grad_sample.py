@@ -134,12 +134,12 @@ class _Layer:
                 sq = sq + a3.pow(2).sum((1, 2)) * g3.pow(2).sum((1, 2))
             elif T * T * (din + dout) <= T * din * dout:
                 for s, e in _chunks(n, T * T):
-                    aa = torch.bmm(a3[s:e], a3[s:e].transpose(1, 2))
-                    gg = torch.bmm(g3[s:e], g3[s:e].transpose(1, 2))
+                    aa = torch.einsum("ntd,nsd->nts", a3[s:e], a3[s:e])
+                    gg = torch.einsum("ntd,nsd->nts", g3[s:e], g3[s:e])
                     sq[s:e] += (aa * gg).sum((1, 2))
             else:
                 for s, e in _chunks(n, din * dout):
-                    sq[s:e] += torch.bmm(g3[s:e].transpose(1, 2), a3[s:e]).pow(2).sum((1, 2))
+                    sq[s:e] += torch.einsum("nto,nti->noi", g3[s:e], a3[s:e]).pow(2).sum((1, 2))
         if m.bias is not None and m.bias.requires_grad:
             sq = sq + g3.sum(1).pow(2).sum(1)
         return sq
@@ -187,11 +187,11 @@ class _Layer:
                     continue
                 u = torch.cat(list(self._shifted(m, a[s:e], out_hw)), 1)  # (c, Cin*k*k, T)
                 if route == "gram":  # patch Gram times output-gradient Gram: never forms the gradient
-                    uu = torch.bmm(u.transpose(1, 2), u)
-                    gg = torch.bmm(gc.transpose(1, 2), gc)
+                    uu = torch.einsum("nkt,nks->nts", u, u)
+                    gg = torch.einsum("nct,ncs->nts", gc, gc)
                     sq[s:e] += (uu * gg).sum((1, 2))
-                else:
-                    sq[s:e] += torch.bmm(gc, u.transpose(1, 2)).pow(2).sum((1, 2))
+                else:  # einsum picks a far faster contraction order than bmm with a transposed operand here
+                    sq[s:e] += torch.einsum("nct,nkt->nck", gc, u).pow(2).sum((1, 2))
         if m.bias is not None and m.bias.requires_grad:
             sq = sq + g3.sum(2).pow(2).sum(1)
         return sq

@@ -254,7 +254,8 @@ class DPSGD(Defense):
             noisy = self.mechanism_.perturb(acc, sensitivity=self.clip_, step=t, rng=ctx.generator)
             q.grad = (noisy / self.expected_batch_).to(q.dtype)
         self.accountant_.step(self.step_event(t), sample_rate=self.sample_rate_)
-        ctx.metrics["loss"] = loss_sum / max(1, n) if n else float("nan")
+        if n:  # an empty Poisson batch still takes a (pure-noise) step, but has no loss to log
+            ctx.metrics["loss"] = loss_sum / n
         ctx.metrics["noise_multiplier"] = self.mechanism_.noise_multiplier_at(t)
         ctx.metrics["max_grad_norm"] = self.clip_
         if p.adaptive_clipping:

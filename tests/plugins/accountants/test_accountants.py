@@ -134,7 +134,13 @@ def test_pure_dp_event_gives_its_epsilon():
     assert acct.epsilon(1e-12) == pytest.approx(1.0, abs=2e-3)
     rdp = RDPAccountant()
     rdp.step(ev, sample_rate=1.0)
-    assert rdp.epsilon(1e-12) <= 1.0 + 1e-9 or rdp.epsilon(1e-12) == pytest.approx(1.0, rel=0.1)
+    # RDP of randomised response converts back with a small loss: a valid bound just above 1
+    assert 1.0 <= rdp.epsilon(1e-12) <= 1.05
+    # subsampled and composed, the tight PLD stays below the RDP bound
+    p, r = PLDAccountant(), RDPAccountant()
+    for a in (p, r):
+        a.step(ev, sample_rate=0.01, count=1000)
+    assert 0 < p.epsilon(1e-5) <= r.epsilon(1e-5)
 
 
 def test_heterogeneous_pld_matches_dp_accounting():
