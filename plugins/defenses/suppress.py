@@ -248,14 +248,14 @@ class SuppressPrivacy(Defense):
                 pos = w > 0
                 left = cand & ~new  # at the threshold but over the budget: not masked
                 lb = min(p.lower_bound, thd)
-                w_new[left] = torch.where(pos[left], lb, -lb).to(w.dtype)
+                w_new[left] = torch.where(pos[left], w.new_tensor(lb), w.new_tensor(-lb))
                 rest = ~(was_masked | cand)
                 if spec.is_lower_clip and thd > p.lower_bound * 0.5:
                     low = rest & (a <= p.lower_bound)
-                    w_new[low] = torch.where(pos[low], p.lower_bound, -p.lower_bound).to(w.dtype)
+                    w_new[low] = torch.where(pos[low], w.new_tensor(p.lower_bound), w.new_tensor(-p.lower_bound))
                     rest = rest & ~low
                 up = rest & (a > spec.upper_bound)
-                w_new[up] = torch.where(pos[up], spec.upper_bound, -spec.upper_bound).to(w.dtype)
+                w_new[up] = torch.where(pos[up], w.new_tensor(spec.upper_bound), w.new_tensor(-spec.upper_bound))
                 rest = rest & ~up
                 noise_bound = min(p.noise_threshold, max(p.noise_volume * 10.0, max_abs * 0.75))
                 if spec.is_add_noise and noise_bound > 0.0:

@@ -212,3 +212,57 @@ def test_masks_hold_under_dp_sgd_which_writes_gradients_itself(digits_small):
     assert checker.checked > 10
     assert min(res.defenses["defense.suppress"]["sparsity"].values()) >= 0.69
     assert res.defenses["defense.dp-sgd"]["epsilon"] > 0
+
+
+def _mindarmour_round(w, mul, s, *, min_num, lower_clip, upper, lb=0.005):
+    """MindArmour's SuppressCtrl.update_mask + update_mask_layer for one layer, element by element
+    (mindarmour/privacy/sup_privacy/sup_ctrl/conctrl.py, v2.1.0), noise off. The add mask A is
+    applied as MindArmour's SGD step does with a zero gradient: w <- w - lr * A."""
+    size = len(w)
+    k = int(size * min(1.0 - min(min_num, size) / size, s))
+    thd = np.partition(np.abs(w), k - 1)[k - 1]
+    out, mul, m = w.copy(), mul.copy(), 0
+    for i in range(size):
+        if mul[i] <= 0:
+            out[i] = 0.0
+            m += 1
+        elif abs(w[i]) <= thd:
+            if m < size - min_num and m < k:
+                mul[i], out[i] = 0.0, 0.0
+                m += 1
+            else:
+                out[i] = min(lb, thd) if w[i] > 0 else -min(lb, thd)
+        elif lower_clip and abs(w[i]) <= lb and thd > lb * 0.5:
+            out[i] = lb if w[i] > 0 else -lb
+        elif abs(w[i]) > upper:
+            out[i] = upper if w[i] > 0 else -upper
+    return out, mul
+
+
+def test_two_rounds_match_an_element_by_element_port_of_mindarmour():
+    gen = np.random.default_rng(0)
+    w0 = gen.normal(0, 0.3, size=(20, 30))
+    w0.reshape(-1)[gen.choice(600, 20, replace=False)] = gen.uniform(-0.004, 0.004, 20)  # for the lower clip
+    lin = torch.nn.Linear(30, 20, bias=False).double()
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(w0))
+    model = torch.nn.Sequential(lin)
+    spec = {"name": "0.weight", "min_num": 30, "is_lower_clip": True, "upper_bound": 0.6}
+    sup = SuppressPrivacy(start_epoch=1, end_epoch=1, mask_times=1, sparse_end=0.8, layers=[spec])
+    sup.on_train_begin(_fake_ctx(model))
+    sup._start_step = 1
+    ref, mul = w0.reshape(-1).copy(), np.ones(600)
+    for s, step in ((0.3, 1 + sup.mask_all_steps_ // 3), (0.6, 1 + sup.mask_all_steps_ // 2)):
+        with torch.no_grad():
+            sup.cur_sparse_ = 0.0
+            sup.params = sup.params.model_copy(update={"sparse_start": s, "sparse_end": s + 1e-9})
+            sup._mask_round(cur_step=step, cur_epoch=1)
+        ref, mul = _mindarmour_round(ref, mul, sup.cur_sparse_, min_num=30, lower_clip=True, upper=0.6)
+        got = model[0].weight.detach().numpy().reshape(-1)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-15)
+        np.testing.assert_array_equal(sup.masks_["0.weight"].numpy().reshape(-1), mul)
+        # "training" between rounds moves the surviving weights; masked ones stay 0
+        with torch.no_grad():
+            model[0].weight.add_(torch.from_numpy(gen.normal(0, 0.05, (20, 30))) * sup.masks_["0.weight"])
+        ref = model[0].weight.detach().numpy().reshape(-1).copy()
+    assert int((mul == 0).sum()) == int(600 * (0.6 + 1e-9))
