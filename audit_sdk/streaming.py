@@ -221,6 +221,10 @@ SCORES: dict[str, Callable[[Any, np.ndarray, np.ndarray], np.ndarray]] = {
 }
 
 
+#: ``stream_scores`` flushes its output and records progress at most this often (and at the end).
+CHECKPOINT_SECONDS = 1.0
+
+
 @dataclass
 class StreamResult:
     """Where ``stream_scores`` wrote, how many rows, and how long it took."""
@@ -307,6 +311,7 @@ def stream_scores(
         _write_json_atomic(prog_path, {"n": n, "done": 0, "score": score_name})
     t0 = time.perf_counter()
     batches = 0
+    checkpointed, last_checkpoint = start, t0
     try:
         ybatches = iter_batches(ys, batch_size, start=start)
         for (i, xb), (_, yb) in zip(iter_batches(xs, batch_size, start=start), ybatches):
@@ -315,9 +320,13 @@ def stream_scores(
                 raise InvalidDataError(f"score {score_name!r} returned shape {s.shape} for a batch of {len(xb)}; expected ({len(xb)},).")
             j = i + len(xb)
             scores[i:j] = s
-            scores.flush()
-            _release(scores, i, j)
-            _write_json_atomic(prog_path, {"n": n, "done": j, "score": score_name})
+            # Checkpoint (flush, then record progress) at most every CHECKPOINT_SECONDS: tiny
+            # batches would otherwise spend their time in msync; a crash recomputes at most that.
+            if j == n or time.perf_counter() - last_checkpoint >= CHECKPOINT_SECONDS:
+                scores.flush()
+                _release(scores, checkpointed, j)
+                _write_json_atomic(prog_path, {"n": n, "done": j, "score": score_name})
+                checkpointed, last_checkpoint = j, time.perf_counter()
             batches += 1
             if progress:
                 progress(j, n)

@@ -73,7 +73,8 @@ def test_npz_members_stored_are_mapped_and_compressed_are_streamed(tmp_path: Pat
     np.testing.assert_allclose(a.load(), t.loss(x, y), rtol=1e-12)
 
 
-def test_interrupted_run_resumes_without_rescoring(tmp_path: Path, data) -> None:
+def test_interrupted_run_resumes_without_rescoring(tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("audit_sdk.streaming.CHECKPOINT_SECONDS", 0.0)  # checkpoint after every batch
     x, y = data
     t = LinearTarget(6, 4)
     calls: list[int] = []
@@ -196,3 +197,25 @@ def test_stream_membership_catches_planted_leakage_like_in_memory_metrics(tmp_pa
     assert (tmp_path / "scores" / "non_members_loss.npy").is_file()
     with pytest.raises(InvalidParameterError, match="higher_is_member"):
         stream_membership(t, (xm, ym), (xn, yn), out_dir=tmp_path / "s2", score=lambda tg, x, y: tg.loss(x, y))
+
+
+def test_checkpoints_are_throttled_and_unrecorded_rows_are_rescored(tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("audit_sdk.streaming.CHECKPOINT_SECONDS", 1e9)  # only the final checkpoint
+    x, y = data
+    t = LinearTarget(6, 4)
+    n_calls = [0]
+
+    def crash_on_fifth(target, xb, yb):
+        n_calls[0] += 1
+        if n_calls[0] == 5:
+            raise RuntimeError("crash")
+        return target.loss(xb, yb)
+
+    out = tmp_path / "s.npy"
+    with pytest.raises(RuntimeError):
+        stream_scores(t, x, y, out_path=out, batch_size=100, score=crash_on_fifth)
+    assert json.loads((tmp_path / "s.npy.progress.json").read_text())["done"] == 0  # 4 batches scored, none recorded
+    res = stream_scores(t, x, y, out_path=out, batch_size=100, score=crash_on_fifth, resume=True)
+    assert res.resumed_from == 0 and res.batches == 11
+    assert json.loads((tmp_path / "s.npy.progress.json").read_text())["done"] == 1037
+    np.testing.assert_allclose(res.load(), t.loss(x, y), rtol=1e-12)
