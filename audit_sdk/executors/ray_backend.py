@@ -116,8 +116,8 @@ class RayExecutor(Executor):
         workers: CPUs of the local Ray started when no cluster is running and no ``address`` is
             given (None: all CPUs). Ignored when joining a cluster.
         address: a cluster to join (``"auto"``, ``"ray://head:10001"``, ``"10.0.0.1:6379"``).
-        cache_dir: result cache (see ``ResultCache``); on a cluster, a path every worker's driver
-            can reach is not needed: only the driver reads and writes it.
+        cache_dir: result cache (see ``ResultCache``); only the driver reads and writes it, so it
+            need not be on storage the workers share.
         num_cpus_per_task, num_gpus_per_task: Ray resources per task (a GPU per reference model:
             ``num_gpus_per_task=1``; fractions share a GPU).
         max_in_flight: tasks submitted at a time (default: as many as the cluster can run).
@@ -173,8 +173,20 @@ class RayExecutor(Executor):
                     "or leave the address out to start a local Ray."
                 ) from exc
             self._started_ray = True
-        cpus = float(ray.cluster_resources().get("CPU", 1.0))
-        self.workers = max(1, int(cpus // self.num_cpus_per_task)) if self.num_cpus_per_task > 0 else self.workers
+        resources = ray.cluster_resources()
+        slots = []
+        if self.num_cpus_per_task > 0:
+            slots.append(int(float(resources.get("CPU", 0.0)) // self.num_cpus_per_task))
+        if self.num_gpus_per_task > 0:
+            gpus = float(resources.get("GPU", 0.0))
+            if gpus < self.num_gpus_per_task:
+                # Ray would queue the tasks forever waiting for a GPU that never comes
+                raise BackendUnavailableError(
+                    f"tasks ask for {self.num_gpus_per_task} GPU each but the Ray cluster has {gpus:g}; "
+                    "add GPU nodes or use num_gpus_per_task=0 (CPU training)."
+                )
+            slots.append(int(gpus // self.num_gpus_per_task))
+        self.workers = max(1, min(slots))
 
     def _remote_fn(self, fn: Callable[..., Any]) -> Any:
         remote = self._remote.get(fn)

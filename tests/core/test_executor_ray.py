@@ -64,6 +64,13 @@ def test_ray_matches_local_for_the_same_seeds(local_ray, markers: Path) -> None:
         np.testing.assert_array_equal(a["losses"], b["losses"])
 
 
+def test_ray_gpu_tasks_without_gpus_fail_fast(local_ray) -> None:
+    from audit_sdk.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match="ask for 1 GPU each but the Ray cluster has 0"):
+        RayExecutor(num_gpus_per_task=1).map(T.square, [(1,)])
+
+
 def test_ray_failure_is_retried_once_then_reported(local_ray, markers: Path) -> None:
     ex = RayExecutor()
     out = ex.map(T.fails_for, [(s, 1, str(markers)) for s in range(3)], keys=["a", "b", "c"], return_failures=True)
