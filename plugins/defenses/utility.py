@@ -144,9 +144,10 @@ def sweep_output_defense(
     """
     reg = registry or get_registry()
     cls = reg.get("defense", defense)
-    if "output" not in cls.points:
+    if set(cls.points) != {"output"}:
         raise InvalidParameterError(
-            f"{cls.name} acts at {cls.points}, not at the output; train one model per strength and call privacy_utility_rows for each."
+            f"{cls.name} acts at {cls.points}, not at the output only; train one model per strength and call "
+            "privacy_utility_rows for each."
         )
     tgt = target if isinstance(target, Target) else load_target(target, registry=reg, input_shape=data.feature_shape)
     rows: list[dict[str, Any]] = []

@@ -154,7 +154,7 @@ def test_rows_record_refusals_for_label_only(digits_memorised, onnx_target):
 
 def test_sweep_rejects_a_training_time_defense(digits_memorised, onnx_target):
     s = digits_memorised
-    with pytest.raises(InvalidParameterError, match="not at the output"):
+    with pytest.raises(InvalidParameterError, match="not at the output only"):
         sweep_output_defense(onnx_target, s.data, defense="defense.suppress", param="sparse_end", values=[0.5],
                              attacks=["mia.loss-threshold"], x_test=s.data.population.x, y_test=s.data.population.y)
 
@@ -168,3 +168,10 @@ def test_registry_creates_each_output_defense_by_name(onnx_target, xs):
         wrapped = d.wrap_target(onnx_target)
         assert wrapped.describe()["defense"] == name
         assert wrapped.predict_labels(xs[0][:4]).shape == (4,)
+
+
+def test_sweep_rejects_morphing_which_needs_a_model_trained_with_its_key(digits_memorised, onnx_target):
+    s = digits_memorised
+    with pytest.raises(InvalidParameterError, match="train one model per strength"):
+        sweep_output_defense(onnx_target, s.data, defense="defense.morphing", param="block_size", values=[16],
+                             attacks=["mia.loss-threshold"], x_test=s.data.population.x, y_test=s.data.population.y)
