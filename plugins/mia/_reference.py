@@ -337,6 +337,11 @@ def get_reference_set(
     if tasks:
         with _progress(context, f"{attack_name}: training {len(tasks)} {kind} reference models", len(tasks)) as cb:
             executor.map(_train_reference, tasks, keys=keys, progress=cb)
+        # An executor with a result cache may answer a key from an earlier run whose model file
+        # was since deleted: train those here rather than fail later on a missing file.
+        for t in tasks:
+            if not Path(t[5]).is_file():
+                _train_reference(*t)
     builder_seeds = [int(np.random.SeedSequence([params.reference_seed, 0x5EED, i]).generate_state(1)[0]) for i in range(params.n_references)]
     ref = ReferenceSet(
         kind=kind,

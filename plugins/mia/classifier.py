@@ -29,7 +29,6 @@ _DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
     "rf": {"n_estimators": [50, 100], "max_depth": [2, 4, 8], "min_samples_leaf": [1, 5]},
     "gb": {"learning_rate": [0.05, 0.1], "max_depth": [2, 3, None], "max_iter": [50, 100]},
 }
-_METRICS = ("precision", "recall", "accuracy")
 
 
 def _estimator(method: str) -> Any:
@@ -71,6 +70,10 @@ def attack_features(probs: np.ndarray, y: np.ndarray, *, kind: str) -> np.ndarra
     loss = true_class_stats(probs, y)["loss"]
     p = np.sort(probs, axis=1)[:, ::-1] if kind == "loss-sorted" else probs
     return np.column_stack([loss, p])
+
+
+def _all_metrics() -> list[Literal["precision", "recall", "accuracy"]]:
+    return ["precision", "recall", "accuracy"]
 
 
 class AttackModelConfig(BaseModel):
@@ -135,8 +138,10 @@ class ClassifierAttack(Attack):
         )
         features: Literal["loss-sorted", "loss-probs"] = Field("loss-sorted", description="loss-probs is MindArmour's [loss, outputs]")
         train_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="target-split: labelled fraction used to fit the attack model")
-        metrics: list[Literal["precision", "recall", "accuracy"]] = Field(default_factory=lambda: list(_METRICS))
+        metrics: list[Literal["precision", "recall", "accuracy"]] = Field(default_factory=_all_metrics)
         n_references: int = Field(4, ge=1, le=1024, description="shadow setting: number of shadow models")
+
+    params: Params
 
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params
@@ -174,7 +179,7 @@ class ClassifierAttack(Attack):
                 search.fit(fx, fy)
             s = search.predict_proba(feats[eval_idx])[:, 1]
             pra = precision_recall_accuracy(s, truth[eval_idx], 0.5)
-            entry = {
+            entry: dict[str, Any] = {
                 "method": cfg.method,
                 "best_params": {k.removeprefix("clf__"): _plain(v) for k, v in search.best_params_.items()},
                 "cv_auc": float(search.best_score_),

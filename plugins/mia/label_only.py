@@ -48,6 +48,8 @@ class LabelOnly(Attack):
                 raise ValueError("noise_levels must be a non-empty list of positive numbers")
             return v
 
+    params: Params
+
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params
         gen = as_generator(rng)

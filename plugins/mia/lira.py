@@ -79,6 +79,8 @@ class LiRA(Attack):
             "auto", description=f"auto: global when fewer than {_AUTO_GLOBAL_BELOW} IN/OUT models per example"
         )
 
+    params: Params
+
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params
         x, y, truth = data.combined()

@@ -31,6 +31,8 @@ class LossThreshold(Attack):
         model_config = ConfigDict(extra="forbid")
         calibration: Literal["global", "per-class"] = "global"
 
+    params: Params
+
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         x, y, truth = data.combined()
         loss = target.loss(x, y)

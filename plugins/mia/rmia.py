@@ -61,6 +61,8 @@ class RMIA(Attack):
         gamma: float = Field(1.0, gt=0.0, description="likelihood-ratio threshold for x to dominate z")
         n_population: int | None = Field(None, ge=1, description="number of population samples z (default: all)")
 
+    params: Params
+
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params
         x, y, truth = data.combined()

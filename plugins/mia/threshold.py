@@ -41,6 +41,8 @@ class ThresholdAttack(Attack):
         statistic: Literal["loss", "confidence", "entropy", "modified-entropy"] = Field("modified-entropy")
         calibration: Literal["global", "per-class"] = "global"
 
+    params: Params
+
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params
         x, y, truth = data.combined()
