@@ -321,7 +321,13 @@ class _InlineBackend:
     describe_error = staticmethod(_describe)
 
 
-def _init_worker(threads: int | None) -> None:
+def _init_worker(threads: int | None, gpus: tuple[str, ...] = (), counter: Any = None) -> None:
+    if gpus and counter is not None:
+        # pin this worker to one GPU, round robin, before anything initialises CUDA in it
+        with counter.get_lock():
+            k = counter.value
+            counter.value += 1
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[k % len(gpus)]
     if threads:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(threads)
@@ -371,6 +377,9 @@ class LocalExecutor(Executor):
         cache_dir: keep each finished result (for ``map`` calls with ``keys``) here; see ``ResultCache``.
         threads_per_worker: BLAS/OpenMP/torch threads in each worker process (default: the CPUs
             divided among the workers, so two workers on two cores do not oversubscribe).
+        gpus: GPU ids to spread the worker processes over, round robin (each worker sees one
+            GPU as ``cuda:0`` through ``CUDA_VISIBLE_DEVICES``); e.g. ``workers=8, gpus=[0, 1, 2, 3]``
+            trains two reference models per GPU. None: workers see whatever the parent sees.
         max_in_flight: tasks submitted at a time (default ``workers``).
 
     Example:
@@ -385,6 +394,7 @@ class LocalExecutor(Executor):
         cache_dir: str | Path | None = None,
         threads_per_worker: int | None = None,
         max_in_flight: int | None = None,
+        gpus: Sequence[int | str] | None = None,
     ) -> None:
         if workers is not None and workers < 0:
             raise InvalidParameterError(f"workers must be >= 0; got {workers}. Use 0 for one per CPU.")
@@ -393,6 +403,7 @@ class LocalExecutor(Executor):
         self.workers = workers or os.cpu_count() or 1
         self.threads_per_worker = threads_per_worker or max(1, (os.cpu_count() or 1) // self.workers)
         self.max_in_flight = max_in_flight
+        self.gpus = tuple(str(g) for g in gpus) if gpus else ()
         self.cache = ResultCache(cache_dir) if cache_dir is not None else None
         self.last_stats = MapStats()
         self._pool: ProcessPoolExecutor | None = None
@@ -402,11 +413,12 @@ class LocalExecutor(Executor):
             import multiprocessing as mp
 
             # spawn: safe with torch/onnxruntime threads already running in the parent
+            ctx = mp.get_context("spawn")
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
-                mp_context=mp.get_context("spawn"),
+                mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(self.threads_per_worker,),
+                initargs=(self.threads_per_worker, self.gpus, ctx.Value("i", 0) if self.gpus else None),
             )
         return self._pool
 

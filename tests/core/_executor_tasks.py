@@ -94,3 +94,8 @@ def masked_sum(pool: np.ndarray, idx: np.ndarray) -> float:
 
 def dict_rows(d: dict, seed: int) -> int:
     return len(d["pool"])
+
+
+def visible_gpus(seconds: float) -> tuple[int, str | None]:
+    time.sleep(seconds)  # keep this worker busy so the other one takes the next task
+    return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES")

@@ -134,6 +134,14 @@ def _kill_first_started(marker_dir: Path, prefix: str, killed: list[int], timeou
         time.sleep(0.05)
 
 
+def test_workers_are_spread_over_gpus_round_robin() -> None:
+    # The GPU ids are only environment variables here: the logic runs without a GPU.
+    with LocalExecutor(2, gpus=[3, 5]) as ex:
+        seen = dict(ex.map(T.visible_gpus, [(0.4,)] * 4))  # pid -> its CUDA_VISIBLE_DEVICES
+    assert set(seen.values()) <= {"3", "5"}
+    assert len(set(seen.values())) == len(seen)  # each worker process has a GPU of its own
+
+
 def test_killed_worker_process_is_retried_and_run_completes(markers: Path) -> None:
     killed: list[int] = []
     killer = threading.Thread(target=_kill_first_started, args=(markers, "started0-", killed))
