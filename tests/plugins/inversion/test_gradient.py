@@ -83,3 +83,13 @@ def test_noise_without_clip_norm_is_refused():
         GradientInversion(noise_multiplier=1.0)
     with pytest.raises(InvalidParameterError, match="max_grad_norm"):
         GradientInversion(sweep_noise_multipliers=[0.5])
+
+
+def test_seeded_noise_repeats_and_secure_noise_does_not(digits_data, fresh_cnn_target):
+    kw = dict(max_grad_norm=1.0, noise_multiplier=1.0, n_batches=1, iterations=3, evaluate=False)
+    a = GradientInversion(**kw).run(fresh_cnn_target, digits_data, rng=3)
+    b = GradientInversion(**kw).run(fresh_cnn_target, digits_data, rng=3)
+    np.testing.assert_array_equal(a.reconstructions, b.reconstructions)
+    c = GradientInversion(secure_noise=True, **kw).run(fresh_cnn_target, digits_data, rng=3)
+    d = GradientInversion(secure_noise=True, **kw).run(fresh_cnn_target, digits_data, rng=3)
+    assert not np.array_equal(c.reconstructions, d.reconstructions)
