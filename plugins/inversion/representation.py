@@ -167,6 +167,12 @@ class RepresentationInversion(Attack):
         evaluate: bool = Field(True, description="Train an evaluation classifier on the population and score the reconstructions.")
         eval_epochs: int = Field(30, ge=1)
 
+        @field_validator("layer", mode="before")
+        @classmethod
+        def _layer_name(cls, v: Any) -> Any:
+            # Sequential layers are named "0", "1", ...; a config file or --param may give them as ints
+            return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
         @field_validator("loss_weights")
         @classmethod
         def _weights(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:

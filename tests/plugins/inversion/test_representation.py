@@ -88,3 +88,8 @@ def test_bad_options_are_refused(digits_memorised, mem_target):
         RepresentationInversion(lr=0.1)
     with pytest.raises(InvalidParameterError, match="unknown layer 'nope'"):
         RepresentationInversion(layer="nope", iterations=1, evaluate=False).run(mem_target, digits_memorised.data, rng=0)
+
+
+def test_integer_layer_names_from_config_files_are_accepted():
+    assert RepresentationInversion(layer=1).params.layer == "1"
+    assert RepresentationInversion({"layer": "logits"}).params.layer == "logits"
