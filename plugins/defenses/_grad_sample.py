@@ -325,6 +325,13 @@ def clipped_grad_sum(
     params = [p for p in model.parameters() if p.requires_grad]
     if x.shape[0] == 0:
         return ClippedSum(grads=[torch.zeros_like(p) for p in params], norms=torch.zeros(0, device=x.device), loss=0.0)
+    if mode == "ghost" and not ghost_supported(model):
+        from audit_sdk.errors import InvalidParameterError
+
+        raise InvalidParameterError(
+            f"grad_sample_mode='ghost' does not support {', '.join(unsupported_modules(model))}; "
+            "use grad_sample_mode='auto' (falls back to vmap) or 'vmap'."
+        )
     if mode in ("auto", "ghost") and ghost_supported(model):
         res = _ghost(model, loss_fn, x, y, clip, per_layer)
         if res is not None:

@@ -239,3 +239,13 @@ def test_cli_epsilon_calibrate_train(tmp_path, capsys):
     priv = json.loads((tmp_path / "privacy.json").read_text())
     assert (tmp_path / "model.onnx").stat().st_size > 0
     assert priv["epsilon"] <= 3.0 and priv["delta"] == 1e-5 and priv["accountant"] == "acct.rdp" and priv["test_accuracy"] > 0.1
+
+
+def test_unsupported_layers_fall_back_to_vmap_or_are_refused_in_ghost_mode():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, groups=1), nn.PReLU(), nn.Flatten(), nn.Linear(144, 10)).double()
+    x, y = _data("cnn", 6)
+    res = clipped_grad_sum(model, _per_example_ce, x.double(), y, clip=0.5)  # PReLU owns a parameter: vmap
+    ref, norms = _reference(model, x.double(), y, 0.5, False)
+    torch.testing.assert_close(res.norms, norms, rtol=1e-8, atol=1e-10)
+    with pytest.raises(InvalidParameterError, match="PReLU"):
+        clipped_grad_sum(model, _per_example_ce, x.double(), y, clip=0.5, mode="ghost")
