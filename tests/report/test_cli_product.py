@@ -35,7 +35,7 @@ def test_compare_needs_a_compare_section(tmp_path, capsys):
 
 
 def test_demo_quick(tmp_path, capsys):
-    code = main(["demo", "--out", str(tmp_path), "--epochs", "3", "--attacks", "mia.loss-threshold"])
+    code = main(["demo", "--out", str(tmp_path), "--epochs", "2", "--attacks", "mia.loss-threshold"])
     out = capsys.readouterr().out
     assert code == 0, out
     last = out.strip().splitlines()[-1]
