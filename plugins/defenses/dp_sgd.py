@@ -204,6 +204,8 @@ class DPSGD(Defense):
         p = self.params
         assert p.target_epsilon is not None
         probe = type(self.accountant_)(self.accountant_.params)
+        if hasattr(self.accountant_, "_cache"):  # share computed curves / PLDs across the search
+            probe._cache = self.accountant_._cache
 
         def eps_after(k: int) -> float:
             probe.reset()

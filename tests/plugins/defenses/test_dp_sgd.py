@@ -249,3 +249,15 @@ def test_unsupported_layers_fall_back_to_vmap_or_are_refused_in_ghost_mode():
     torch.testing.assert_close(res.norms, norms, rtol=1e-8, atol=1e-10)
     with pytest.raises(InvalidParameterError, match="PReLU"):
         clipped_grad_sum(model, _per_example_ce, x.double(), y, clip=0.5, mode="ghost")
+
+
+def test_seeded_training_repeats_and_secure_mode_does_not():
+    x, y, _, _ = _digits(300)
+
+    def weights(**kw) -> torch.Tensor:
+        model = make_model("mlp", input_shape=(1, 8, 8), n_classes=10, seed=0)
+        Trainer(TrainConfig(epochs=2, batch_size=100, device="cpu", seed=3), defenses=[DPSGD(noise_multiplier=1.0, **kw)]).fit(model, x, y)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    assert torch.equal(weights(), weights())
+    assert not torch.equal(weights(secure_mode=True), weights(secure_mode=True))
