@@ -205,3 +205,10 @@ def test_privacy_accepts_a_train_result(reg, small):
     rep = audit_sdk.run_audit(clf, data, attacks=["mia.loss-threshold"], registry=reg, privacy=train_result)
     assert rep.privacy == {"defense.dp-sgd": {"epsilon": 2.0, "delta": 1e-5}, "notes": ["shuffled"]}
     assert rep.theoretical_epsilon() == 2.0
+
+
+def test_progress_goes_to_stderr_and_stdout_stays_clean(reg, small, capsys):
+    clf, data = small
+    rep = audit_sdk.run_audit(clf, data, attacks=["mia.loss-threshold", ("mia.test-report-seeded", {})], registry=reg, progress=True, label="m")
+    assert len(rep.results) == 2 and rep.label == "m"
+    assert capsys.readouterr().out == ""
