@@ -164,3 +164,14 @@ def test_defaults():
     assert cfg.attack_specs() == [("mia.loss-threshold", {})] and cfg.seed == 0 and cfg.executor.name == "local"
     with pytest.raises(InvalidParameterError, match="no `data` section"):
         cfg.load_data()
+
+
+def test_every_commented_attack_in_the_example_validates_when_uncommented(registry):
+    import re
+
+    lines = []
+    for line in example_config(registry).splitlines():
+        m = re.match(r"^  # (- name: .*|  params:|    \w+: .*)$", line)
+        lines.append("  " + m.group(1) if m else line)
+    cfg = parse_config(yaml.safe_load("\n".join(lines)), registry=registry)
+    assert sorted(a.name for a in cfg.attacks) == registry.names("attack")
