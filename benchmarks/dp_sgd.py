@@ -4,7 +4,8 @@
     python benchmarks/dp_sgd.py --memory        # also peak RSS at batch 1024 (one subprocess per run)
     python benchmarks/dp_sgd.py --steps 5 --models mlp lenet
 
-Step time = median wall time of one optimizer step on a fixed batch, after warm-up. "non-private" is a
+Step time = median wall time of one optimizer step on a fixed batch, after warm-up; implementations
+run round-robin, step by step, so load changes on a shared machine affect them alike. "non-private" is a
 plain forward/backward/step; "ours" is defense.dp-sgd's per-sample clipping (ghost norms +
 book-keeping, see plugins/defenses/_grad_sample.py) plus noise; Opacus runs its fastest modes.
 """
@@ -238,13 +239,22 @@ def main() -> None:
     print(f"DP-SGD step time, median of {args.steps} steps, {args.threads} threads, CPU (torch {torch.__version__})")
     print(f"{'model':8s} " + " ".join(f"{i:>14s}" for i in impls) + f" {'ours/non-priv':>14s} {'ours/opacus*':>13s}")
     for name in args.models:
-        row = {}
+        steps_of: dict[str, Any] = {}
         for impl in impls:
             try:
-                row[impl] = time_steps(runner(impl, name), args.steps) * 1e3
+                steps_of[impl] = runner(impl, name)
+                for _ in range(2):  # warm-up
+                    steps_of[impl]()
             except Exception as exc:  # an Opacus mode that does not support a layer
                 print(f"  ({impl} on {name} failed: {type(exc).__name__}: {str(exc)[:80]})")
-                row[impl] = float("nan")
+        # round-robin, so load changes on a shared machine hit every implementation alike
+        times: dict[str, list[float]] = {impl: [] for impl in steps_of}
+        for _ in range(args.steps):
+            for impl, step in steps_of.items():
+                t = time.perf_counter()
+                step()
+                times[impl].append(time.perf_counter() - t)
+        row = {impl: statistics.median(times[impl]) * 1e3 if impl in times else float("nan") for impl in impls}
         results[name] = row
         best_opacus = min([v for k, v in row.items() if k.startswith("opacus") and np.isfinite(v)] or [float("nan")])
         print(f"{name:8s} " + " ".join(f"{row[i]:12.1f}ms" for i in impls)
