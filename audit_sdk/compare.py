@@ -309,9 +309,12 @@ def run_comparison(
             return True
         return bool(_split_defenses([reg.get("defense", d.name) for d in cell.defenses])[0])
 
+    def plain(cell: Any) -> bool:  # the undefended model with the grid's own training options
+        return not cell.defenses and not cell.train.model_dump(exclude_none=True)
+
     phase1 = [c for c in cells if needs_training(c)]
     phase2 = [c for c in cells if not needs_training(c)]
-    hidden_baseline = bool(phase2) and not any(not c.defenses for c in phase1)
+    hidden_baseline = bool(phase2) and not any(plain(c) for c in phase1)
     if hidden_baseline:
         from .config import CellSpec
 
@@ -334,14 +337,14 @@ def run_comparison(
             if not phase:
                 continue
             if baseline is not None:
-                base = next((reports[c.label] for c in phase1 if not c.defenses and c.label in reports), None)
+                base = next((reports[c.label] for c in phase1 if plain(c) and c.label in reports), None)
                 if base is None:
                     failures += [{"cell": c.label, "error": "the undefended baseline failed, so output defenses had no model"} for c in phase]
                     continue
                 baseline = base.target["model_file"]
             cache = str(ctx.cache_dir) if ctx.cache_dir is not None else None
             tasks = [
-                (c.label, specs(c), data, train, attacks, cfg.seed, str(out), cfg.compare.audit_format, baseline, reg_arg, cache, progress and inline)
+                (c.label, specs(c), data, c.train.apply(train), attacks, cfg.seed, str(out), cfg.compare.audit_format, baseline, reg_arg, cache, progress and inline)
                 for c in phase
             ]
             results = ctx.executor.map(_run_cell, tasks, keys=[c.label for c in phase], progress=tick, return_failures=True)

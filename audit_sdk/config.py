@@ -160,6 +160,20 @@ class TrainSpec(BaseModel):
     sampling: Literal["shuffle", "poisson"] = "shuffle"
 
 
+class TrainOverrides(BaseModel):
+    """Per-cell changes to the grid's training options (e.g. DP-SGD wants a larger learning rate)."""
+
+    model_config = _STRICT
+    epochs: int | None = Field(None, ge=0)
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    optimizer: Literal["sgd", "momentum", "adam"] | None = None
+    sampling: Literal["shuffle", "poisson"] | None = None
+
+    def apply(self, base: dict[str, Any]) -> dict[str, Any]:
+        return {**base, **self.model_dump(exclude_none=True)}
+
+
 class SweepSpec(BaseModel):
     """One cell per value of one defense option, e.g. DP-SGD at several target epsilons."""
 
@@ -169,6 +183,7 @@ class SweepSpec(BaseModel):
     values: list[Any] = Field(min_length=1, description="one cell per value")
     params: dict[str, Any] = Field(default_factory=dict, description="options shared by every cell of the sweep")
     label: str | None = Field(None, description="cell label prefix (default: the defense name)")
+    train: TrainOverrides = Field(default_factory=lambda: TrainOverrides.model_validate({}), description="training changes for these cells")
 
 
 class CellSpec(BaseModel):
@@ -177,6 +192,9 @@ class CellSpec(BaseModel):
     model_config = _STRICT
     label: str = Field(description="row label in the table and the plots")
     defenses: list[DefenseSpec] = Field(default_factory=list)
+    train: TrainOverrides = Field(
+        default_factory=lambda: TrainOverrides.model_validate({}), description="changes to compare.train for this cell (same architecture)"
+    )
 
     _to_specs = field_validator("defenses", mode="before")(_component_list)
 
@@ -202,7 +220,11 @@ class CompareSpec(BaseModel):
         for s in self.sweeps:
             for v in s.values:
                 cells.append(
-                    CellSpec(label=f"{s.label or s.name} {s.param}={v}", defenses=[DefenseSpec(name=s.name, params={**s.params, s.param: v})])
+                    CellSpec(
+                        label=f"{s.label or s.name} {s.param}={v}",
+                        defenses=[DefenseSpec(name=s.name, params={**s.params, s.param: v})],
+                        train=s.train,
+                    )
                 )
         return cells
 

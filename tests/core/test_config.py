@@ -83,7 +83,7 @@ def test_valid_config_round_trip_and_shorthands(reg, tmp_path):
         "attacks": ["mia.test-config-fake", {"name": "mia.loss-threshold", "params": {"calibration": "per-class"}}],
         "defenses": ["defense.test-config-fake"],
         "fail_on": "mia.loss-threshold.auc > 0.6",
-        "compare": {"sweeps": [{"name": "defense.test-config-fake", "param": "decimals", "values": [1, 3]}]},
+        "compare": {"sweeps": [{"name": "defense.test-config-fake", "param": "decimals", "values": [1, 3], "train": {"lr": 0.01}}]},
     }
     p = tmp_path / "audit.json"
     p.write_text(json.dumps(raw))
@@ -93,6 +93,7 @@ def test_valid_config_round_trip_and_shorthands(reg, tmp_path):
     cells = cfg.compare.expanded_cells()
     assert [c.label for c in cells] == ["none", "defense.test-config-fake decimals=1", "defense.test-config-fake decimals=3"]
     assert cells[2].defenses[0].params == {"decimals": 3}
+    assert cells[2].train.apply({"lr": 0.002, "epochs": 5}) == {"lr": 0.01, "epochs": 5} and cells[0].train.apply({"lr": 1}) == {"lr": 1}
     # the dumped config validates again (reports embed it)
     assert parse_config(cfg.to_dict(), registry=reg) == cfg
 
@@ -102,6 +103,8 @@ def test_bad_rule_bad_sweep_value_and_missing_npz_path(reg):
         parse_config({"fail_on": ["auc >> 1"]}, registry=reg)
     with pytest.raises(InvalidParameterError, match=r"compare.sweeps\[0\].params.decimals"):
         parse_config({"compare": {"sweeps": [{"name": "defense.test-config-fake", "param": "decimals", "values": [-2]}]}}, registry=reg)
+    with pytest.raises(InvalidParameterError, match=r"compare.cells\[0\].train.lr"):
+        parse_config({"compare": {"cells": [{"label": "x", "train": {"lr": -1}}]}}, registry=reg)
     with pytest.raises(InvalidParameterError, match=r"data: .*needs a path"):
         parse_config({"data": {"source": "npz"}}, registry=reg)
 

@@ -112,14 +112,15 @@ def test_grid_runs_every_registered_kind_of_defense_through_the_executor(reg, tm
         cells=[
             {"label": "noisy", "defenses": [{"name": "defense.test-grid-noisy-input", "params": {"sigma": 0.5}}]},
             {"label": "rounded", "defenses": [{"name": "defense.test-grid-rounding", "params": {"decimals": 0}}]},
+            {"label": "untrained", "train": {"epochs": 0}},
         ],
         sweeps=[{"name": "defense.test-grid-fake-dp", "param": "target_epsilon", "values": [1.0, 8.0], "label": "dp"}],
     )
     comp = run_comparison(cfg, registry=reg, context=RunContext(registry=reg, executor=ex))
     labels = [r.label for r in comp.reports]
-    assert labels == ["none", "noisy", "rounded", "dp target_epsilon=1.0", "dp target_epsilon=8.0"] and not comp.failures
+    assert labels == ["none", "noisy", "rounded", "untrained", "dp target_epsilon=1.0", "dp target_epsilon=8.0"] and not comp.failures
     # training cells fan out first; the output-only cell then reuses the exported baseline
-    assert ex.keys == [["none", "noisy", "dp target_epsilon=1.0", "dp target_epsilon=8.0"], ["rounded"]]
+    assert ex.keys == [["none", "noisy", "untrained", "dp target_epsilon=1.0", "dp target_epsilon=8.0"], ["rounded"]]
     by = {r.label: r for r in comp.reports}
     assert CALLS["transform_data"] == 1 and by["noisy"].target["trained_with"] == ["defense.test-grid-noisy-input"]
     assert by["rounded"].target["model_file"] == by["none"].target["model_file"] and by["rounded"].target["defenses"] == ["defense.test-grid-rounding"]
@@ -128,13 +129,14 @@ def test_grid_runs_every_registered_kind_of_defense_through_the_executor(reg, tm
     for r in comp.reports:
         assert 0.0 <= r.utility["test_accuracy"] <= 1.0 and r.results[0].attack == "mia.loss-threshold"
     assert by["none"].utility["train_accuracy"] > 0.9  # the undefended MLP fits its 100 members
+    assert by["untrained"].utility["train_accuracy"] < 0.5  # the per-cell override (epochs: 0) applied
     # rounding probabilities to 0 decimals keeps only the argmax: loss-based scores collapse to few values
     assert len(np.unique(by["rounded"].results[0].scores)) < len(np.unique(by["none"].results[0].scores))
     table = comp.table()
-    assert table[4]["accountant_eps"] == 8.0 and "mia.loss-threshold:auc" in table[0]
+    assert table[5]["accountant_eps"] == 8.0 and "mia.loss-threshold:auc" in table[0]
     assert "dp target_epsilon=8.0" in comp.summary()
     d = comp.to_dict()
-    assert d["kind"] == "comparison" and len(d["cells"]) == 5 and d["config"]["compare"]["sweeps"][0]["values"] == [1.0, 8.0]
+    assert d["kind"] == "comparison" and len(d["cells"]) == 6 and d["config"]["compare"]["sweeps"][0]["values"] == [1.0, 8.0]
     page = comp.to_html(tmp_path / "compare.html").read_text()
     assert "Privacy-utility" in page and "Theoretical epsilon vs empirical lower bound" in page
 
