@@ -142,7 +142,9 @@ def test_gate_same_rule_fails_the_baseline_and_passes_dp_sgd(registry, tmp_path)
         "output": {"dir": str(tmp_path)},
         "compare": {
             "train": {"architecture": "cnn", "epochs": 80, "batch_size": 32, "lr": 2e-3},
-            "cells": [{"label": "dp", "defenses": [{"name": "defense.dp-sgd", "params": {"target_epsilon": 1.0}}]}],
+            "cells": [
+                {"label": "dp", "defenses": [{"name": "defense.dp-sgd", "params": {"target_epsilon": 1.0}}], "train": {"lr": 1e-2, "batch_size": 64}}
+            ],
         },
     }
     comp = run_comparison(cfg, registry=registry)
