@@ -151,7 +151,7 @@ class DecoderInversion(Attack):
             seed=C.torch_seed(gen),
         ).fit(output_features(pop_probs, features=p.features, truncate=p.truncate), pop.x)
         sel = C.select_samples(data, p.sets, p.n_samples, gen)
-        originals = np.clip(sel.x, lo, hi)
+        originals = sel.x  # the true inputs: the bounds constrain reconstructions only
         probs = target.predict_proba(originals)
         recon = dec.predict(output_features(probs, features=p.features, truncate=p.truncate))
         data_range = hi - lo

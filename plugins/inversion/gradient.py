@@ -320,7 +320,7 @@ class GradientInversion(Attack):
         if len(members) < max(sizes):
             raise InvalidDataError(f"{self.name}: batch size {max(sizes)} exceeds the {len(members)} members; use a smaller batch_size.")
         idx = gen.choice(len(members), size=min(need, len(members)), replace=False)
-        x = np.clip(members.x[idx].astype(np.float32), lo, hi)
+        x = members.x[idx].astype(np.float32)  # the true inputs: the bounds constrain reconstructions only
         y = members.y[idx].astype(np.int64)
         k = min(p.n_batches, len(x) // p.batch_size)
         main = self._attack_once(model, x[: k * p.batch_size], y[: k * p.batch_size], batch_size=p.batch_size, noise=p.noise_multiplier, bounds=(lo, hi), n_classes=n_classes, gen=gen)

@@ -189,7 +189,7 @@ class RepresentationInversion(Attack):
         dev = C.model_device(model)
         sel = C.select_samples(data, p.sets, p.n_samples, gen)
         lo, hi = C.input_bounds(p.input_bounds, data)
-        originals = np.clip(sel.x, lo, hi)
+        originals = sel.x  # the true inputs: the bounds constrain reconstructions only
         forward = layer_forward(model, p.layer)
         flags = [q.requires_grad for q in model.parameters()]
         for q in model.parameters():

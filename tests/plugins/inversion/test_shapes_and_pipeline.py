@@ -105,3 +105,13 @@ def test_run_audit_writes_report_and_artifacts(digits_memorised, tmp_path):
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["attacks"][0]["extra"]["artifacts"]["grid"].endswith("grid.png")
     assert (tmp_path / "inversion.representation" / "reconstructions.npy").is_file()
+
+
+@pytest.mark.parametrize("name", ["inversion.representation", "inversion.gradient", "inversion.decoder", "inversion.model"])
+def test_explicit_bounds_clip_reconstructions_not_originals(digits_data, fresh_cnn_target, name):
+    short = {"epochs": 2, "hidden": 16} if name == "inversion.decoder" else {"iterations": 5}
+    params = {"input_bounds": (0.2, 0.8), "evaluate": False, **short}
+    r = get_registry().create("attack", name, params).run(fresh_cnn_target, digits_data, rng=0)
+    assert r.reconstructions.min() >= 0.2 and r.reconstructions.max() <= 0.8
+    if name != "inversion.model":  # model inversion's originals are class means
+        assert r.originals.min() == 0.0 and r.originals.max() == 1.0
