@@ -162,6 +162,7 @@ class RepresentationInversion(Attack):
         iterations: int = Field(200, ge=1, le=100_000)
         step_size: float | None = Field(None, gt=0, description="Adam lr (default 0.1 x range) or signed step (default 0.01 x range).")
         n_samples: int = Field(32, ge=1, description="Samples reconstructed from each chosen set.")
+        batch_size: int = Field(256, ge=1, description="Images optimised together (memory bound; results do not depend on it).")
         sets: Literal["members", "non_members", "both"] = "both"
         input_bounds: tuple[float, float] | None = Field(None, description="Input box; default: the population's min and max.")
         evaluate: bool = Field(True, description="Train an evaluation classifier on the population and score the reconstructions.")
@@ -195,20 +196,27 @@ class RepresentationInversion(Attack):
         for q in model.parameters():
             q.requires_grad_(False)
         try:
-            with torch.no_grad():
-                phi = forward(torch.from_numpy(originals).to(dev))
             tgen = torch.Generator().manual_seed(C.torch_seed(gen))
-            rec_t, trace = invert_representation(
-                forward,
-                phi,
-                tuple(originals.shape[1:]),
-                bounds=(lo, hi),
-                loss_weights=p.loss_weights,
-                optimizer=p.optimizer,
-                iterations=p.iterations,
-                step_size=p.step_size,
-                generator=tgen,
-            )
+            chunks, traces = [], []
+            # images are independent, so chunks of batch_size give the same result as one batch
+            for i in range(0, len(originals), p.batch_size):
+                with torch.no_grad():
+                    phi = forward(torch.from_numpy(originals[i : i + p.batch_size]).to(dev))
+                rec_i, trace_i = invert_representation(
+                    forward,
+                    phi,
+                    tuple(originals.shape[1:]),
+                    bounds=(lo, hi),
+                    loss_weights=p.loss_weights,
+                    optimizer=p.optimizer,
+                    iterations=p.iterations,
+                    step_size=p.step_size,
+                    generator=tgen,
+                )
+                chunks.append(rec_i.cpu())
+                traces.append(np.asarray(trace_i) * len(phi))
+            rec_t = torch.cat(chunks)
+            trace = (np.sum(traces, axis=0) / len(originals)).tolist()
         finally:
             for q, f in zip(model.parameters(), flags):
                 q.requires_grad_(f)

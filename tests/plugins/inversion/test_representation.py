@@ -93,3 +93,11 @@ def test_bad_options_are_refused(digits_memorised, mem_target):
 def test_integer_layer_names_from_config_files_are_accepted():
     assert RepresentationInversion(layer=1).params.layer == "1"
     assert RepresentationInversion({"layer": "logits"}).params.layer == "logits"
+
+
+def test_chunked_batches_give_the_same_reconstructions(digits_data, fresh_cnn_target):
+    kw = dict(layer="4", n_samples=5, iterations=10, evaluate=False)
+    one = RepresentationInversion(batch_size=256, **kw).run(fresh_cnn_target, digits_data, rng=0)
+    chunked = RepresentationInversion(batch_size=3, **kw).run(fresh_cnn_target, digits_data, rng=0)
+    np.testing.assert_allclose(one.reconstructions, chunked.reconstructions, atol=1e-5)
+    np.testing.assert_allclose(one.extra["loss_trace"], chunked.extra["loss_trace"], rtol=1e-4)
