@@ -64,7 +64,10 @@ class AttackResult:
         """The core's metrics for this result (computed once)."""
         if self.kind == "membership":
             return _metrics.membership_metrics(self.scores, self.truth)
-        return _metrics.reconstruction_metrics(self.originals, self.reconstructions, data_range=self.data_range)
+        orig, rec = np.asarray(self.originals), np.asarray(self.reconstructions)
+        if orig.ndim == 2:  # tabular (N, D): a batch of 1 x D "images", not one N x D image
+            orig, rec = orig[:, None, None, :], rec.reshape(len(rec), 1, 1, -1)
+        return _metrics.reconstruction_metrics(orig, rec, data_range=self.data_range)
 
     def roc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(fpr, tpr, thresholds) of a membership result."""

@@ -130,3 +130,10 @@ def test_attack_result_validates_and_serialises():
         AttackResult(attack="mia.x", scores=[1, 2, 3], truth=[1, 0])
     rec = AttackResult(attack="inv.x", kind="reconstruction", reconstructions=np.zeros((2, 1, 4, 4)), originals=np.ones((2, 1, 4, 4)), data_range=1.0)
     assert rec.metrics["relative_l2"] == pytest.approx(1.0)
+
+
+def test_tabular_reconstructions_are_scored_per_row():
+    g = np.random.default_rng(0)
+    orig = g.random((6, 10))
+    rec = AttackResult(attack="inv.x", kind="reconstruction", reconstructions=orig.copy(), originals=orig, data_range=1.0)
+    assert rec.metrics["n"] == 6 and rec.metrics["relative_l2"] == 0.0
