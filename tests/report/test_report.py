@@ -212,3 +212,31 @@ def test_progress_goes_to_stderr_and_stdout_stays_clean(reg, small, capsys):
     rep = audit_sdk.run_audit(clf, data, attacks=["mia.loss-threshold", ("mia.test-report-seeded", {})], registry=reg, progress=True, label="m")
     assert len(rep.results) == 2 and rep.label == "m"
     assert capsys.readouterr().out == ""
+
+
+def test_output_defenses_from_the_config_wrap_the_target(pm, small):
+    from audit_sdk import Defense, Target
+
+    class Coarse(Target):
+        def __init__(self, inner):
+            self.inner, self.input_shape, self.n_classes, self.capabilities = inner, inner.input_shape, inner.n_classes, inner.capabilities
+            self.outputs_logits = False
+
+        def _predict_raw(self, x):
+            return np.round(self.inner.predict_proba(x), 1)
+
+    class Round1(Defense):
+        name = "defense.test-report-round"
+        summary = "Rounds served probabilities to one decimal (test double)."
+        points = ("output",)
+
+        def wrap_target(self, target):
+            return Coarse(target)
+
+    pm.register(types.SimpleNamespace(register_defenses=hookimpl(lambda: [Round1])), name="test-report-round")
+    reg = get_registry(pm)
+    clf, data = small
+    plain = audit_sdk.run_audit(clf, data, attacks=["mia.loss-threshold"], registry=reg)
+    rounded = audit_sdk.run_audit(clf, data, config={"attacks": ["mia.loss-threshold"], "defenses": ["defense.test-report-round"]}, registry=reg)
+    assert rounded.target["defenses"] == ["defense.test-report-round"] and "defenses" not in plain.target
+    assert len(np.unique(rounded.results[0].scores)) < len(np.unique(plain.results[0].scores))
