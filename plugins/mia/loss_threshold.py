@@ -11,6 +11,8 @@ from audit_sdk import Attack, AttackResult, hookimpl
 from audit_sdk.data import AuditData
 from audit_sdk.target import Target
 
+from ._common import finish
+
 
 class LossThreshold(Attack):
     """Membership inference: a loss below the population's suggests a member.
@@ -35,7 +37,7 @@ class LossThreshold(Attack):
 
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         x, y, truth = data.combined()
-        loss = target.loss(x, y)
+        loss = raw_loss = target.loss(x, y)
         if self.params.calibration == "per-class":
             if data.population is not None:
                 ref_loss, ref_y = target.loss(data.population.x, data.population.y), data.population.y
@@ -43,13 +45,8 @@ class LossThreshold(Attack):
                 ref_loss, ref_y = loss, y
             centre = np.array([np.median(ref_loss[ref_y == k]) if (ref_y == k).any() else np.median(ref_loss) for k in range(data.n_classes)])
             loss = loss - centre[y]
-        return AttackResult(
-            attack=self.name,
-            params=self.params.model_dump(),
-            scores=-loss,
-            truth=truth,
-            labels=y,
-        )
+        # slices by class and loss decile, the verdict, and saved scores, as every membership attack has
+        return finish(self, scores=-loss, truth=truth, labels=y, predicted=None, loss=raw_loss, context=context)
 
 
 @hookimpl

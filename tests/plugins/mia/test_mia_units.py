@@ -6,6 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from audit_sdk.plugins.mia._common import logit_confidence, true_class_stats
+from audit_sdk.plugins.mia.classifier import ClassifierAttack
+from audit_sdk.plugins.mia.label_only import LabelOnly
+from audit_sdk.plugins.mia.lira import LiRA, lira_scores
+from audit_sdk.plugins.mia.rmia import RMIA, rmia_scores
+from audit_sdk.plugins.mia.threshold import ThresholdAttack
 from scipy.stats import norm
 
 import audit_sdk
@@ -14,12 +20,6 @@ from audit_sdk.errors import AccessError, InvalidDataError, InvalidParameterErro
 from audit_sdk.executor import LocalExecutor
 from audit_sdk.run import RunContext, run_attack
 from audit_sdk.target import Target
-from audit_sdk.plugins.mia._common import logit_confidence, true_class_stats
-from audit_sdk.plugins.mia.classifier import ClassifierAttack
-from audit_sdk.plugins.mia.label_only import LabelOnly
-from audit_sdk.plugins.mia.lira import LiRA, lira_scores
-from audit_sdk.plugins.mia.rmia import RMIA, rmia_scores
-from audit_sdk.plugins.mia.threshold import ThresholdAttack
 
 TINY = {"n_references": 2, "reference_epochs": 1, "architecture": "mlp"}
 
