@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from audit_sdk.plugins.mia.loss_threshold import LossThreshold
 
 import audit_sdk
+from audit_sdk.plugins.mia.loss_threshold import LossThreshold
 
 
 def test_memorising_model_is_caught_on_onnx(digits_memorised, digits_memorised_onnx):
