@@ -285,3 +285,14 @@ def test_online_mode_needs_two_references(small, tmp_path):
     target, data = small
     with pytest.raises(InvalidParameterError, match="n_references >= 2"):
         LiRA(mode="online", n_references=1, reference_epochs=1).run(target, data, context=_ctx(tmp_path))
+
+
+@pytest.mark.slow
+def test_reference_models_train_in_worker_processes(small, tmp_path):
+    target, data = small
+    with LocalExecutor(workers=2) as ex:
+        par = LiRA(**TINY).run(target, data, context=_ctx(tmp_path / "par", executor=ex))
+    assert par.extra["references_trained"] == 2
+    inline = LiRA(**TINY).run(target, data, context=_ctx(tmp_path / "inline"))
+    # seeded training gives the same models in a worker process as inline
+    np.testing.assert_allclose(par.scores, inline.scores, rtol=1e-4, atol=1e-5)
