@@ -134,7 +134,9 @@ class ClassifierAttack(Attack):
     class Params(ReferenceParams):
         setting: Literal["target-split", "shadow"] = "target-split"
         attack_config: list[AttackModelConfig] = Field(
-            default_factory=lambda: [AttackModelConfig(method="lr")], description="MindArmour format: [{'method': 'lr', 'params': {...}}]"
+            default_factory=lambda: [AttackModelConfig(method="lr")],
+            min_length=1,
+            description="MindArmour format: [{'method': 'lr', 'params': {...}}]",
         )
         features: Literal["loss-sorted", "loss-probs"] = Field("loss-sorted", description="loss-probs is MindArmour's [loss, outputs]")
         train_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="target-split: labelled fraction used to fit the attack model")
@@ -188,7 +190,8 @@ class ClassifierAttack(Attack):
             models.append(entry)
             if best is None or search.best_score_ > best[0]:
                 best = (search.best_score_, s, entry)
-        assert best is not None  # attack_config is validated non-empty
+        if best is None:  # unreachable: Params require at least one attack model
+            raise InvalidDataError("mia.classifier: no attack model was fitted.")
         extra.update({"models": models, "selected": best[2]["method"], "n_eval": int(len(eval_idx)), "n_attack_train": int(len(fy))})
         stats = true_class_stats(probs[eval_idx], y[eval_idx])
         return finish(

@@ -16,6 +16,9 @@ from ._common import finish
 
 __all__ = ["LabelOnly"]
 
+#: Perturbed inputs held in memory at once (rows); queries still go out in the target's batch size.
+_MAX_ROWS = 65536
+
 
 class LabelOnly(Attack):
     """Membership inference from predicted labels only: members sit farther from the decision boundary.
@@ -59,14 +62,17 @@ class LabelOnly(Attack):
         span = (hi - lo) or 1.0
         predicted = target.predict_labels(xf)
         score = (predicted == y).astype(np.float64)
+        # Perturbed copies are built per chunk of examples, so memory stays bounded for large inputs.
+        chunk = max(1, _MAX_ROWS // p.n_queries)
         for sigma in p.noise_levels:
-            # One large batch per level: n_queries copies of every example.
-            noisy = np.repeat(xf[None], p.n_queries, axis=0)
-            noisy += gen.normal(0.0, sigma * span, size=noisy.shape).astype(np.float32)
-            if p.clip:
-                np.clip(noisy, lo, hi, out=noisy)
-            labels = target.predict_labels(noisy.reshape(-1, *xf.shape[1:])).reshape(p.n_queries, len(y))
-            score += (labels == y[None]).mean(axis=0)
+            for start in range(0, len(y), chunk):
+                xs, ys = xf[start : start + chunk], y[start : start + chunk]
+                noisy = np.repeat(xs[None], p.n_queries, axis=0)
+                noisy += gen.normal(0.0, sigma * span, size=noisy.shape).astype(np.float32)
+                if p.clip:
+                    np.clip(noisy, lo, hi, out=noisy)
+                labels = target.predict_labels(noisy.reshape(-1, *xf.shape[1:])).reshape(p.n_queries, len(ys))
+                score[start : start + chunk] += (labels == ys[None]).mean(axis=0)
         return finish(
             self,
             scores=score,

@@ -296,3 +296,19 @@ def test_reference_models_train_in_worker_processes(small, tmp_path):
     inline = LiRA(**TINY).run(target, data, context=_ctx(tmp_path / "inline"))
     # seeded training gives the same models in a worker process as inline
     np.testing.assert_allclose(par.scores, inline.scores, rtol=1e-4, atol=1e-5)
+
+
+def test_label_only_chunks_give_the_same_scores(monkeypatch):
+    import audit_sdk.plugins.mia.label_only as lo
+
+    target, data = _planted()
+    whole = LabelOnly(n_queries=4).run(target, data, rng=5)
+    monkeypatch.setattr(lo, "_MAX_ROWS", 4 * 37)  # chunks of 37 examples
+    chunked = LabelOnly(n_queries=4).run(target, data, rng=5)
+    assert whole.metrics["auc"] == pytest.approx(chunked.metrics["auc"], abs=0.05)
+    assert chunked.extra["queries"] == whole.extra["queries"]
+
+
+def test_classifier_needs_an_attack_model():
+    with pytest.raises(InvalidParameterError, match="attack_config"):
+        ClassifierAttack(attack_config=[])
