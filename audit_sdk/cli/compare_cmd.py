@@ -17,6 +17,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--config", required=True, metavar="FILE", help="YAML/JSON config with data, attacks and a compare section")
     p.add_argument("--out", help="output directory (default: the config's output.dir)")
     p.add_argument("--workers", type=int, help="cells trained in parallel (overrides the config's executor.workers)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads per process (small models: 1 is fastest)")
     p.add_argument("--json", action="store_true", help="print comparison.json to stdout instead of the table")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (and --json output); no progress bar")
     p.set_defaults(func=run)
@@ -28,6 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InvalidParameterError
     from ..registry import get_registry
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InvalidParameterError(f"--threads must be >= 1; got {args.threads}.")
+        import torch
+
+        torch.set_num_threads(args.threads)
     reg = get_registry()
     cfg = load_config(args.config, registry=reg)
     if cfg.compare is None:

@@ -10,6 +10,13 @@ import pytest
 from audit_sdk.cli import main
 
 
+def KEEP_THREADS() -> list[str]:  # noqa: N802 - reads like the constant it stands for
+    """`demo` sets torch's thread count for its process; in the test process keep the session's."""
+    import torch
+
+    return ["--threads", str(torch.get_num_threads())]
+
+
 def test_compare_command(tmp_path, capsys):
     cfg = tmp_path / "grid.yaml"
     cfg.write_text(
@@ -27,6 +34,11 @@ def test_compare_command(tmp_path, capsys):
     assert (tmp_path / "out" / "models" / "none.onnx").is_file()
 
 
+def test_demo_rejects_zero_threads(capsys):
+    assert main(["demo", "--threads", "0"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+
+
 def test_compare_needs_a_compare_section(tmp_path, capsys):
     cfg = tmp_path / "grid.yaml"
     cfg.write_text("attacks: [mia.loss-threshold]\n")
@@ -35,7 +47,7 @@ def test_compare_needs_a_compare_section(tmp_path, capsys):
 
 
 def test_demo_quick(tmp_path, capsys):
-    code = main(["demo", "--out", str(tmp_path), "--epochs", "2", "--attacks", "mia.loss-threshold"])
+    code = main(["demo", "--out", str(tmp_path), "--epochs", "2", "--attacks", "mia.loss-threshold", *KEEP_THREADS()])
     out = capsys.readouterr().out
     assert code == 0, out
     last = out.strip().splitlines()[-1]
@@ -48,7 +60,7 @@ def test_demo_quick(tmp_path, capsys):
 
 
 def test_demo_quiet_prints_only_the_report_path(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--epochs", "1", "--attacks", "mia.loss-threshold", "--no-defenses", "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "1", "--attacks", "mia.loss-threshold", "--no-defenses", "--quiet", *KEEP_THREADS()]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("report: ")
 
@@ -59,7 +71,7 @@ def test_readme_demo_full(tmp_path, capsys):
     import time
 
     t0 = time.perf_counter()
-    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--out", str(tmp_path), *KEEP_THREADS()]) == 0
     seconds = time.perf_counter() - t0
     out = capsys.readouterr().out
     page = Path(out.strip().splitlines()[-1].removeprefix("report: "))
