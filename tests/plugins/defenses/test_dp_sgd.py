@@ -261,3 +261,16 @@ def test_seeded_training_repeats_and_secure_mode_does_not():
 
     assert torch.equal(weights(), weights())
     assert not torch.equal(weights(secure_mode=True), weights(secure_mode=True))
+
+
+@pytest.mark.parametrize("accountant", ["acct.pld", "acct.gdp", "acct.zcdp"])
+def test_every_accountant_calibrates_and_monitors_dp_sgd(accountant):
+    x, y, _, _ = _digits(400)
+    model = make_model("mlp", input_shape=(1, 8, 8), n_classes=10, seed=0)
+    dp = DPSGD(target_epsilon=4.0, delta=1e-5, accountant=accountant)
+    res = Trainer(TrainConfig(epochs=2, batch_size=100, device="cpu"), defenses=[dp]).fit(model, x, y)
+    rep = res.defenses["defense.dp-sgd"]
+    assert rep["accountant"] == accountant and rep["steps"] == 8
+    assert 3.9 <= rep["epsilon"] <= 4.0
+    assert [h["epsilon"] for h in res.history] == [e["epsilon"] for e in rep["epsilon_per_epoch"]]
+    assert rep["accountant_is_upper_bound"] == (accountant != "acct.gdp")
