@@ -89,6 +89,10 @@ def _cp_upper(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
     return out
 
 
+#: Above this many ROC points the epsilon bound is taken over a log-spaced subset of thresholds.
+_MAX_EPS_POINTS = 2000
+
+
 def epsilon_lower_bound(
     fpr: np.ndarray, tpr: np.ndarray, n_pos: int, n_neg: int, *, delta: float = 0.0, alpha: float = 0.05
 ) -> float:
@@ -102,6 +106,15 @@ def epsilon_lower_bound(
     """
     fpr = np.asarray(fpr, dtype=np.float64)
     fnr = 1.0 - np.asarray(tpr, dtype=np.float64)
+    if len(fpr) > _MAX_EPS_POINTS:
+        # Large audits: test a fixed set of thresholds, log-spaced in FPR and in FNR (where the
+        # bound is decided). A subset of thresholds keeps the bound valid, and the Bonferroni
+        # correction below then counts only the points actually tested.
+        levels = np.r_[0.0, np.logspace(-7, 0, _MAX_EPS_POINTS // 2)]
+        i_fp = np.searchsorted(fpr, levels, side="right") - 1  # fpr ascends along the ROC
+        i_fn = np.searchsorted(-fnr, -levels, side="left")  # fnr descends
+        keep = np.unique(np.clip(np.r_[i_fp, i_fn, 0, len(fpr) - 1], 0, len(fpr) - 1))
+        fpr, fnr = fpr[keep], fnr[keep]
     a = alpha / (2 * max(1, len(fpr)))
     fp_ub = _cp_upper(np.round(fpr * n_neg), n_neg, a)
     fn_ub = _cp_upper(np.round(fnr * n_pos), n_pos, a)

@@ -137,3 +137,21 @@ def test_tabular_reconstructions_are_scored_per_row():
     orig = g.random((6, 10))
     rec = AttackResult(attack="inv.x", kind="reconstruction", reconstructions=orig.copy(), originals=orig, data_range=1.0)
     assert rec.metrics["n"] == 6 and rec.metrics["relative_l2"] == 0.0
+
+
+def test_epsilon_bound_on_a_large_audit_uses_a_subset_and_stays_close():
+    g = np.random.default_rng(3)
+    n = 200_000
+    truth = np.r_[np.ones(n, bool), np.zeros(n, bool)]
+    scores = np.r_[g.normal(1.0, 1, n), g.normal(0, 1, n)]
+    fpr, tpr, _ = M.roc_curve(scores, truth)
+    sub = M.epsilon_lower_bound(fpr, tpr, n, n)
+    # the full-set bound, computed on every point (slow path), for comparison
+    full_points = M._MAX_EPS_POINTS
+    try:
+        M._MAX_EPS_POINTS = 10**9
+        full = M.epsilon_lower_bound(fpr, tpr, n, n)
+    finally:
+        M._MAX_EPS_POINTS = full_points
+    # fewer thresholds tested -> a milder Bonferroni correction: slightly higher, never far off
+    assert full <= sub <= 1.1 * full
