@@ -217,6 +217,7 @@ class HistoryAccountant(Accountant):
         delta: float,
         bounds: tuple[float, float] = (1e-3, 1e4),
         rtol: float = 1e-4,
+        guess: float | None = None,
     ) -> float:
         """The smallest parameter x (e.g. a noise multiplier) whose history ``build(x)`` meets the target.
 
@@ -238,11 +239,12 @@ class HistoryAccountant(Accountant):
             return fresh.epsilon(delta)
 
         lo, hi = bounds
-        # Bracket outwards from 1 (cheap, well-conditioned) instead of evaluating the extremes.
-        a, b = 1.0, 1.0
+        # Bracket outwards from the guess (default 1: cheap, well-conditioned), not from the extremes.
+        a = b = float(guess) if guess and lo < guess < hi else 1.0
+        grow = 1.15 if guess else 4.0
         e_b = eps_at(b)
         while e_b > target_epsilon:
-            a, b = b, b * 4.0
+            a, b = b, b * grow
             if b > hi:
                 raise InvalidParameterError(
                     f"{self.name}: even a noise multiplier of {hi:g} spends epsilon {eps_at(hi):.4g} > target "
@@ -251,7 +253,7 @@ class HistoryAccountant(Accountant):
             e_b = eps_at(b)
         if a == b:
             while eps_at(a) <= target_epsilon:
-                b, a = a, a / 4.0
+                b, a = a, a / grow
                 if a < lo:
                     return b
         lo, hi = a, b

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit_sdk import hookimpl
+from audit_sdk.errors import InvalidParameterError
 from audit_sdk.interfaces import Accountant
 
 from ._base import HistoryAccountant, pure_epsilon_of
@@ -48,6 +49,19 @@ class PLDAccountant(HistoryAccountant):
     def __init__(self, params: Any = None, **options: Any) -> None:
         super().__init__(params, **options)
         self._cache: dict[Any, tuple[DiscretePLD, DiscretePLD]] = {}
+
+    def calibrate_history(self, build: Any, *, target_epsilon: float, delta: float, **kwargs: Any) -> float:
+        """As the base class, warm-started from the (cheap, looser) RDP answer, which brackets the PLD one from above."""
+        if kwargs.get("guess") is None:
+            from .rdp import RDPAccountant
+
+            try:
+                kwargs["guess"] = RDPAccountant(sigma_resolution=self.params.sigma_resolution).calibrate_history(
+                    build, target_epsilon=target_epsilon, delta=delta, rtol=1e-3
+                )
+            except InvalidParameterError:  # RDP cannot reach the target; the tighter PLD still may
+                kwargs["guess"] = None
+        return super().calibrate_history(build, target_epsilon=target_epsilon, delta=delta, **kwargs)
 
     def _plds(self, key: Any) -> tuple[DiscretePLD, DiscretePLD]:
         ck = (key, self.params.interval, self.params.tail)
