@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -142,6 +143,7 @@ class ClassifierAttack(Attack):
         train_fraction: float = Field(0.5, gt=0.0, lt=1.0, description="target-split: labelled fraction used to fit the attack model")
         metrics: list[Literal["precision", "recall", "accuracy"]] = Field(default_factory=_all_metrics)
         n_references: int = Field(4, ge=1, le=1024, description="shadow setting: number of shadow models")
+        per_class: bool = Field(False, description="one attack model per class (Shokri et al. 2017), global where a class has too few rows")
 
     params: Params
 
@@ -157,53 +159,85 @@ class ClassifierAttack(Attack):
         extra: dict[str, Any] = {"setting": p.setting}
         if p.setting == "target-split":
             train_idx, eval_idx = _stratified_split(truth, p.train_fraction, gen)
-            fx, fy = feats[train_idx], truth[train_idx]
+            fx, fy, fc = feats[train_idx], truth[train_idx], y[train_idx]
         else:
             ref = get_reference_set(p, target, data, kind="offline", context=context, attack_name=self.name)
             ref_probs = ref.predict_proba(ref.pool_x)
             fx = np.concatenate([attack_features(ref_probs[i], ref.pool_y, kind=p.features) for i in range(ref.n_models)])
             fy = ref.masks.reshape(-1)
+            fc = np.tile(ref.pool_y, ref.n_models)
             eval_idx = np.arange(len(y))
             extra.update(describe(ref))
         order = gen.permutation(len(fy))  # shuffled, as MindArmour does, so CV folds mix members and non-members
-        fx, fy = fx[order], fy[order]
+        fx, fy, fc = fx[order], fy[order], fc[order]
         if fy.all() or (~fy).all():
             raise InvalidDataError("mia.classifier: the attack training set holds only one class; use more members and non-members.")
-        models = []
-        best = None
-        from sklearn.exceptions import ConvergenceWarning
-
-        for cfg in p.attack_config:
-            search = make_search(cfg.method, cfg.params or _DEFAULT_GRIDS[cfg.method], seed=seed)
-            with warnings.catch_warnings():
-                # MindArmour silences these too: a grid point that does not converge is just scored lower.
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                search.fit(fx, fy)
-            s = search.predict_proba(feats[eval_idx])[:, 1]
-            pra = precision_recall_accuracy(s, truth[eval_idx], 0.5)
-            entry: dict[str, Any] = {
-                "method": cfg.method,
-                "best_params": {k.removeprefix("clf__"): _plain(v) for k, v in search.best_params_.items()},
-                "cv_auc": float(search.best_score_),
-                **{m: pra[m] for m in p.metrics},
-            }
-            models.append(entry)
-            if best is None or search.best_score_ > best[0]:
-                best = (search.best_score_, s, entry)
-        if best is None:  # unreachable: Params require at least one attack model
-            raise InvalidDataError("mia.classifier: no attack model was fitted.")
-        extra.update({"models": models, "selected": best[2]["method"], "n_eval": int(len(eval_idx)), "n_attack_train": int(len(fy))})
+        ex, et = feats[eval_idx], truth[eval_idx]
+        best, models = _fit_select(p.attack_config, fx, fy, ex, et, seed=seed, metrics=p.metrics)
+        scores = best.predict_proba(ex)[:, 1]
+        extra.update({"models": models, "selected": max(models, key=lambda m: m["cv_auc"])["method"]})
+        if p.per_class:
+            # Shokri et al. 2017: one attack model per class, where the class has enough of both kinds
+            per_class: dict[str, Any] = {}
+            ey = y[eval_idx]
+            for k in np.unique(ey):
+                rows = fc == k
+                n_in, n_out = int((fy & rows).sum()), int((~fy & rows).sum())
+                if min(n_in, n_out) < 6:
+                    per_class[str(int(k))] = {"selected": "global", "reason": f"{n_in} member / {n_out} non-member training rows"}
+                    continue
+                model_k, entries_k = _fit_select(p.attack_config, fx[rows], fy[rows], None, None, seed=seed, metrics=[])
+                scores[ey == k] = model_k.predict_proba(ex[ey == k])[:, 1]
+                top = max(entries_k, key=lambda m: m["cv_auc"])
+                per_class[str(int(k))] = {"selected": top["method"], "cv_auc": top["cv_auc"]}
+            extra["per_class"] = per_class
+            pra = precision_recall_accuracy(scores, et, 0.5)
+            extra["mindarmour"] = {m: pra[m] for m in p.metrics}
+        extra.update({"n_eval": int(len(eval_idx)), "n_attack_train": int(len(fy))})
         stats = true_class_stats(probs[eval_idx], y[eval_idx])
         return finish(
             self,
-            scores=best[1],
-            truth=truth[eval_idx],
+            scores=scores,
+            truth=et,
             labels=y[eval_idx],
             predicted=probs[eval_idx].argmax(axis=1),
             loss=stats["loss"],
             context=context,
             extra=extra,
         )
+
+
+def _fit_select(
+    configs: list[AttackModelConfig], fx: np.ndarray, fy: np.ndarray, ex: np.ndarray | None, et: np.ndarray | None, *, seed: int, metrics: Sequence[str]
+) -> tuple[Any, list[dict[str, Any]]]:
+    """Fit every configured search; return the one with the best cross-validated AUC and a summary of each.
+
+    With evaluation features ``ex`` and truth ``et``, each summary carries MindArmour's metrics of
+    that model's hard predictions (member iff probability >= 0.5).
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    best, entries = None, []
+    for cfg in configs:
+        search = make_search(cfg.method, cfg.params or _DEFAULT_GRIDS[cfg.method], seed=seed)
+        with warnings.catch_warnings():
+            # MindArmour silences these too: a grid point that does not converge is just scored lower.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search.fit(fx, fy)
+        entry: dict[str, Any] = {
+            "method": cfg.method,
+            "best_params": {k.removeprefix("clf__"): _plain(v) for k, v in search.best_params_.items()},
+            "cv_auc": float(search.best_score_),
+        }
+        if ex is not None and et is not None:
+            pra = precision_recall_accuracy(search.predict_proba(ex)[:, 1], et, 0.5)
+            entry.update({m: pra[m] for m in metrics})
+        entries.append(entry)
+        if best is None or search.best_score_ > best.best_score_:
+            best = search
+    if best is None:  # unreachable: Params require at least one attack model
+        raise InvalidDataError("mia.classifier: no attack model was fitted.")
+    return best, entries
 
 
 def _plain(v: Any) -> Any:

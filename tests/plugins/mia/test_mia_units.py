@@ -312,3 +312,11 @@ def test_label_only_chunks_give_the_same_scores(monkeypatch):
 def test_classifier_needs_an_attack_model():
     with pytest.raises(InvalidParameterError, match="attack_config"):
         ClassifierAttack(attack_config=[])
+
+
+def test_classifier_per_class_fits_a_model_per_class():
+    target, data = _planted()
+    r = ClassifierAttack(per_class=True, attack_config=[{"method": "lr"}]).run(target, data, rng=0)
+    assert r.extra["per_class"] == {"0": {"selected": "lr", "cv_auc": pytest.approx(r.extra["models"][0]["cv_auc"])}}
+    assert set(r.extra["mindarmour"]) == {"precision", "recall", "accuracy"}
+    assert r.metrics["auc"] > 0.8
