@@ -29,10 +29,12 @@ if TYPE_CHECKING:
 __all__ = ["generic_table", "render_html", "verdict"]
 
 #: Verdict thresholds. "High": an attack identifies members with little error at a low false
-#: positive rate, or proves epsilon >= 1. "Measurable": any statistically significant leakage
-#: (empirical epsilon lower bound > 0 at 95% confidence) or attacks clearly above chance.
+#: positive rate, or proves epsilon >= 1. "Measurable": statistically significant leakage
+#: (empirical epsilon lower bound > 0 at 95% confidence) or an AUC clearly above chance. TPR at
+#: 1% FPR alone is not used for "measurable": with a few hundred non-members 1% FPR is two or
+#: three samples, and the best of many thresholds reaches a few percent by chance.
 HIGH = {"tpr_at_fpr_0.01": 0.10, "auc": 0.75, "epsilon_lower_bound": 1.0}
-MEASURABLE = {"tpr_at_fpr_0.01": 0.03, "auc": 0.60, "epsilon_lower_bound": 0.0}
+MEASURABLE = {"tpr_at_fpr_0.01": math.inf, "auc": 0.60, "epsilon_lower_bound": 0.0}
 
 
 def _fmt(v: Any) -> str:
