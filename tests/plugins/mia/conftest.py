@@ -16,7 +16,6 @@ ATTACKS = {
     "threshold-entropy": ("mia.threshold", {"statistic": "entropy"}),
     "classifier-target-split": ("mia.classifier", {"attack_config": [{"method": "lr"}, {"method": "knn"}]}),
     "classifier-shadow": ("mia.classifier", {"setting": "shadow", **OFFLINE}),
-    "classifier-shadow-per-class": ("mia.classifier", {"setting": "shadow", "per_class": True, **OFFLINE}),
     "lira-offline": ("mia.lira", {"mode": "offline", **OFFLINE}),
     "lira-online": ("mia.lira", ONLINE),
     "rmia": ("mia.rmia", OFFLINE),

@@ -63,3 +63,10 @@ def test_rmia_is_not_weaker_than_lira_offline_with_4_references(digits_memorised
     assert lira.extra["n_references"] == rmia.extra["n_references"] == 4
     assert rmia.metrics["auc"] >= lira.metrics["auc"]
     assert rmia.metrics["tpr_at_fpr"]["0.01"] >= lira.metrics["tpr_at_fpr"]["0.01"]
+
+
+def test_per_class_shadow_attack_catches_the_memorising_model(digits_memorised, onnx_memorised, mia_context):
+    params = {"setting": "shadow", "per_class": True, **OFFLINE}
+    r = _run("mia.classifier", params, onnx_memorised, digits_memorised.data, mia_context)
+    assert len(r.extra["per_class"]) == 10
+    assert r.metrics["auc"] > 0.58, r.metrics["auc"]
