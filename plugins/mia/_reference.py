@@ -130,7 +130,10 @@ def _resolve_arch(params: ReferenceParams, target: Target, data: AuditData, cont
         if template is not None:
             builder = functools.partial(_build_reinit, template, shape, n_classes)
             return _Arch(builder, f"onnx2torch:{_model_identity(builder)}")
-        note = "architecture='from-target' needs the optional onnx2torch package and an ONNX target; used 'auto' instead"
+        note = (
+            "architecture='from-target' could not derive a torch model from the target (it needs an ONNX target, the optional "
+            'onnx2torch package: pip install "audit-sdk[onnx2torch]", and a graph it can convert); used \'auto\' instead'
+        )
         choice = "auto"
     if choice == "factory" and factory is None:
         raise InvalidParameterError(
