@@ -17,6 +17,7 @@ Needs torch (the Trainer) and onnxruntime when models are audited as ONNX files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -135,6 +136,43 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "cell"
 
 
+def _data_digest(data: AuditData) -> str:
+    h = hashlib.sha256()
+    for split in (data.members, data.non_members, data.population):
+        if split is not None:
+            for a in (split.x, split.y):
+                arr = np.ascontiguousarray(a)
+                h.update(str((arr.dtype.str, arr.shape)).encode())
+                h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def _task_key(label: str, args: tuple[Any, ...], data_digest: str) -> str:
+    """Executor key naming everything a cell's result depends on (an executor with a result
+    cache must never return another grid's cell under the same label)."""
+    spec = json.dumps([label, args, data_digest], sort_keys=True, default=str)
+    return f"{_slug(label)}-{hashlib.sha256(spec.encode()).hexdigest()[:20]}"
+
+
+_RESULT_FIELDS = ("attack", "params", "kind", "scores", "truth", "labels", "reconstructions", "originals", "data_range", "extra", "seconds")
+_REPORT_FIELDS = ("target", "data", "seed", "seconds", "privacy", "sections", "config", "timings", "policy", "label", "utility")
+
+
+def _report_to_tree(report: AuditReport) -> dict[str, Any]:
+    """An AuditReport as plain numbers, strings, arrays and containers (what a result cache stores)."""
+    tree = {k: getattr(report, k) for k in _REPORT_FIELDS}
+    tree["results"] = [{k: getattr(r, k) for k in _RESULT_FIELDS} for r in report.results]
+    return tree
+
+
+def _report_from_tree(tree: dict[str, Any]) -> AuditReport:
+    from .results import AttackResult
+    from .run import AuditReport
+
+    results = [AttackResult(**{k: r.get(k) for k in _RESULT_FIELDS if r.get(k) is not None or k == "data_range"}) for r in tree["results"]]
+    return AuditReport(results=results, **{k: tree[k] for k in _REPORT_FIELDS})
+
+
 def _split_defenses(defenses: list[Any]) -> tuple[list[Any], list[Any]]:
     """(training-time defenses, output defenses); a defense acting at both points is in both."""
     train = [d for d in defenses if set(getattr(d, "points", ())) - {"output"}]
@@ -159,8 +197,12 @@ def _run_cell(
     registry: Registry | None,
     cache_dir: str | None = None,
     progress: bool = False,
-) -> AuditReport:
-    """One grid cell: build the defenses, train (or reuse the baseline), serve, audit. Module-level: runs in workers."""
+) -> dict[str, Any]:
+    """One grid cell: build the defenses, train (or reuse the baseline), serve, audit; the report as a tree.
+
+    Module-level and returning plain data, so it runs in worker processes or on Ray and its
+    result can be cached by an executor with a ``cache_dir`` (a resumed grid skips finished cells).
+    """
     from .registry import get_registry
     from .run import RunContext, load_target, run_audit
     from .target import CAPABILITIES_FOR_ACCESS
@@ -240,7 +282,7 @@ def _run_cell(
         "skipped_attacks": skipped,
         **info,
     }
-    return report
+    return _report_to_tree(report)
 
 
 def run_comparison(
@@ -319,6 +361,7 @@ def run_comparison(
         from .config import CellSpec
 
         phase1 = [CellSpec(label="_baseline"), *phase1]
+    digest = _data_digest(data)
     t0 = time.perf_counter()
     bar = _progress_bar(progress)
     task = None
@@ -347,12 +390,13 @@ def run_comparison(
                 (c.label, specs(c), data, c.train.apply(train), attacks, cfg.seed, str(out), cfg.compare.audit_format, baseline, reg_arg, cache, progress and inline)
                 for c in phase
             ]
-            results = ctx.executor.map(_run_cell, tasks, keys=[c.label for c in phase], progress=tick, return_failures=True)
+            keys = [_task_key(t[0], (t[1], t[3], t[4], t[5], t[7], t[8]), digest) for t in tasks]
+            results = ctx.executor.map(_run_cell, tasks, keys=keys, progress=tick, return_failures=True)
             for c, r in zip(phase, results):
                 if isinstance(r, TaskFailure):
                     failures.append({"cell": c.label, "error": r.error})
                 else:
-                    reports[c.label] = r
+                    reports[c.label] = _report_from_tree(r)
     finally:
         if bar is not None:
             bar.stop()

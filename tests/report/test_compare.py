@@ -91,7 +91,8 @@ class RecordingExecutor(LocalExecutor):
         self.keys: list[list[str]] = []
 
     def map(self, fn, tasks, *, keys=None, progress=None, return_failures=False):
-        self.keys.append(list(keys))
+        self.keys.append([k.rsplit("-", 1)[0] for k in keys])  # slug-digest
+        self.raw_keys = getattr(self, "raw_keys", []) + list(keys)
         return super().map(fn, tasks, keys=keys, progress=progress, return_failures=return_failures)
 
 
@@ -120,7 +121,8 @@ def test_grid_runs_every_registered_kind_of_defense_through_the_executor(reg, tm
     labels = [r.label for r in comp.reports]
     assert labels == ["none", "noisy", "rounded", "untrained", "dp target_epsilon=1.0", "dp target_epsilon=8.0"] and not comp.failures
     # training cells fan out first; the output-only cell then reuses the exported baseline
-    assert ex.keys == [["none", "noisy", "untrained", "dp target_epsilon=1.0", "dp target_epsilon=8.0"], ["rounded"]]
+    assert ex.keys == [["none", "noisy", "untrained", "dp_target_epsilon_1.0", "dp_target_epsilon_8.0"], ["rounded"]]
+    assert len(set(ex.raw_keys)) == 6  # keys name each cell's inputs (safe with a result cache)
     by = {r.label: r for r in comp.reports}
     assert CALLS["transform_data"] == 1 and by["noisy"].target["trained_with"] == ["defense.test-grid-noisy-input"]
     assert by["rounded"].target["model_file"] == by["none"].target["model_file"] and by["rounded"].target["defenses"] == ["defense.test-grid-rounding"]
@@ -166,3 +168,22 @@ def test_grid_config_errors(reg, tmp_path):
         run_comparison(grid(tmp_path, cells=[{"label": "none"}]), registry=reg)
     with pytest.raises(InvalidParameterError, match=r"compare.cells\[0\].defenses\[0\].params.sigam"):
         run_comparison(grid(tmp_path, cells=[{"label": "x", "defenses": [{"name": "defense.test-grid-noisy-input", "params": {"sigam": 1}}]}]), registry=reg)
+
+
+def test_cells_resume_from_an_executor_result_cache(reg, tmp_path):
+    CALLS.clear()
+    cfg = grid(tmp_path, cells=[{"label": "noisy", "defenses": ["defense.test-grid-noisy-input"]}])
+    cfg["compare"]["train"]["epochs"] = 2
+    runs = []
+    for _ in range(2):
+        with LocalExecutor(1, cache_dir=tmp_path / "cache") as ex:
+            runs.append(run_comparison(cfg, registry=reg, context=RunContext(registry=reg, executor=ex)))
+    assert CALLS["transform_data"] == 1  # the second run trained nothing
+    a, b = (r.reports[1] for r in runs)
+    assert b.label == "noisy" and b.target["trained_with"] == ["defense.test-grid-noisy-input"]
+    np.testing.assert_array_equal(a.results[0].scores, b.results[0].scores)
+    assert a.results[0].metrics == b.results[0].metrics and a.utility == b.utility
+    cfg["compare"]["train"]["epochs"] = 3  # another grid: another key, so it is recomputed
+    with LocalExecutor(1, cache_dir=tmp_path / "cache") as ex:
+        run_comparison(cfg, registry=reg, context=RunContext(registry=reg, executor=ex))
+    assert CALLS["transform_data"] == 2
