@@ -170,6 +170,9 @@ def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list
     cols: list[str] = []
     for r in rows:
         cols += [c for c in r if c not in cols]
+    # membership figures first, then reconstruction, then the model's own figures
+    first = ["model", "attack", "auc", "advantage", "tpr@0.1%", "tpr@1%", "eps_lb", "ssim", "psnr", "rel_l2"]
+    cols = [c for c in first if c in cols] + [c for c in cols if c not in first and c != "seconds"] + (["seconds"] if "seconds" in cols else [])
     if len(reports) == 1:
         cols.remove("model")
     return cols, [[_fmt(r.get(c)) for c in cols] for r in rows]
