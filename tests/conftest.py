@@ -15,7 +15,9 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         import torch
 
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+        # One thread: these models are tiny (threading costs more than it gives), and several
+        # test processes (executors, subprocess CLIs) share the 2 CI cores.
+        torch.set_num_threads(1)
     except ImportError:
         pass
 
