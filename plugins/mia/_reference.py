@@ -181,9 +181,10 @@ def _train_reference(builder: Callable[[int], Any], x: np.ndarray, y: np.ndarray
     if threads:
         torch.set_num_threads(threads)
     model = builder(seed)
-    Trainer(TrainConfig(**config, seed=seed, device="cpu")).fit(model, x, y)
+    # "auto": the GPU when there is one (the cache stores CPU tensors either way)
+    Trainer(TrainConfig(**{"device": "auto", **config}, seed=seed)).fit(model, x, y)
     tmp = f"{path}.{os.getpid()}.tmp"
-    torch.save(model.state_dict(), tmp)
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
     os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written model behind
     return path
 

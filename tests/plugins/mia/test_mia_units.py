@@ -106,10 +106,19 @@ def test_threshold_catches_planted_leakage(statistic):
 def test_classifier_accepts_mindarmour_config_and_reports_its_metrics():
     target, data = _planted()
     cfg = [{"method": "LR", "params": {"C": [0.1, 1.0]}}, {"method": "rf", "params": {"n_estimators": [10, 20]}}, {"method": "gb"}]
-    r = ClassifierAttack(attack_config=cfg, metrics=["precision", "recall"]).run(target, data, rng=0)
+    r = ClassifierAttack(attack_config=cfg, metrics=["precision", "recall"], cross_fit=False).run(target, data, rng=0)
     assert [m["method"] for m in r.extra["models"]] == ["lr", "rf", "gb"]
     assert all(set(m) >= {"precision", "recall", "cv_auc", "best_params"} and "accuracy" not in m for m in r.extra["models"])
-    assert r.extra["n_eval"] == len(r.scores) == 200  # evaluated on the held-out half only
+    assert r.extra["n_eval"] == len(r.scores) == 200  # MindArmour's way: evaluated on the held-out half only
+    assert r.metrics["auc"] > 0.8
+
+
+def test_classifier_cross_fitting_scores_every_sample_out_of_fold():
+    target, data = _planted()
+    r = ClassifierAttack(attack_config=[{"method": "lr"}], train_fraction=0.75).run(target, data, rng=0)
+    assert r.extra["cross_fit_folds"] == 4
+    assert r.extra["n_eval"] == len(r.scores) == 400  # every sample, each by a model fitted on the other folds
+    assert sorted({m["fold"] for m in r.extra["models"]}) == [0, 1, 2, 3]
     assert r.metrics["auc"] > 0.8
 
 
