@@ -20,14 +20,14 @@ from typing import Any
 
 import numpy as np
 import torch
+
+import audit_sdk
 from audit_sdk.adapters.torch import TrainConfig, Trainer, evaluate_accuracy, export_onnx, make_model
 from audit_sdk.adapters.torch.recipes import digits_setup
+from audit_sdk.data import load_digits_data
 from audit_sdk.plugins.defenses.morphing import MorphedLearning, reverse_engineering_curve
 from audit_sdk.plugins.defenses.suppress import SuppressPrivacy
 from audit_sdk.plugins.defenses.utility import privacy_utility_rows, sweep_output_defense
-
-import audit_sdk
-from audit_sdk.data import load_digits_data
 
 COMMON = dict(n_members=250, n_non_members=250, n_population=1000, epochs=80, label_noise=0.1, seed=0)
 ATTACKS = ["mia.loss-threshold", "mia.label-only"]

@@ -146,10 +146,9 @@ def peak_rss(impl: str, name: str, bs: int) -> float:
 
 
 def accountants() -> list[tuple[str, float, str]]:
+    from audit_sdk import PrivacyEvent
     from audit_sdk.plugins.accountants.pld import PLDAccountant
     from audit_sdk.plugins.accountants.rdp import RDPAccountant
-
-    from audit_sdk import PrivacyEvent
 
     q, sigma, steps, delta = 256 / 60000, 1.1, 15000, 1e-5
     ev = PrivacyEvent("gaussian", {"noise_multiplier": sigma})

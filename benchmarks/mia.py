@@ -87,10 +87,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from audit_sdk.adapters.torch import export_onnx
-    from audit_sdk.adapters.torch.recipes import digits_setup
 
     import audit_sdk
+    from audit_sdk.adapters.torch import export_onnx
+    from audit_sdk.adapters.torch.recipes import digits_setup
     from audit_sdk.executor import LocalExecutor
     from audit_sdk.run import RunContext, run_attack
 

@@ -41,6 +41,7 @@ def main() -> None:
 
     import onnxruntime as ort
     import torch
+
     from audit_sdk.adapters.onnx import OnnxTarget, available_providers
     from audit_sdk.adapters.torch import export_onnx, make_model
 

@@ -280,6 +280,7 @@ def part_memory(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- part 3
 def part_reference(args: argparse.Namespace) -> None:
     import torch
+
     from audit_sdk.adapters.torch import TrainConfig, Trainer, make_model
     from audit_sdk.adapters.torch._util import resolve_device
 

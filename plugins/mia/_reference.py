@@ -176,6 +176,7 @@ def _train_reference(builder: Callable[[int], Any], x: np.ndarray, y: np.ndarray
     if Path(path).is_file():
         return path
     import torch
+
     from audit_sdk.adapters.torch import TrainConfig, Trainer
 
     if threads:

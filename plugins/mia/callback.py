@@ -73,7 +73,6 @@ class MembershipInferenceCallback:
         if (epoch + 1) % self.every and not last:
             return
         from audit_sdk.adapters.torch import TorchTarget
-
         from audit_sdk.run import run_attack
 
         model = context.model

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 import torch
-from audit_sdk.adapters.onnx import OnnxTarget, available_providers
-from audit_sdk.adapters.torch import TorchTarget, export_onnx
 
 from audit_sdk import load_target
+from audit_sdk.adapters.onnx import OnnxTarget, available_providers
+from audit_sdk.adapters.torch import TorchTarget, export_onnx
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError
 
 

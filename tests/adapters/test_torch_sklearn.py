@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from audit_sdk.adapters.sklearn import SklearnTarget
-from audit_sdk.adapters.torch import TorchTarget, TrainConfig, Trainer, export_onnx, make_model
 from sklearn.linear_model import LogisticRegression
 
 import audit_sdk
+from audit_sdk.adapters.sklearn import SklearnTarget
+from audit_sdk.adapters.torch import TorchTarget, TrainConfig, Trainer, export_onnx, make_model
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError
 
 

@@ -6,16 +6,16 @@ import math
 
 import numpy as np
 import pytest
-from audit_sdk.plugins.accountants._rdp_math import DEFAULT_ORDERS, rdp_laplace, rdp_sampled_gaussian
-from audit_sdk.plugins.accountants.gdp import GDPAccountant, gdp_delta
-from audit_sdk.plugins.accountants.pld import PLDAccountant
-from audit_sdk.plugins.accountants.rdp import RDPAccountant
-from audit_sdk.plugins.accountants.zcdp import ZCDPAccountant
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import special
 
 from audit_sdk import InvalidParameterError, PrivacyEvent
+from audit_sdk.plugins.accountants._rdp_math import DEFAULT_ORDERS, rdp_laplace, rdp_sampled_gaussian
+from audit_sdk.plugins.accountants.gdp import GDPAccountant, gdp_delta
+from audit_sdk.plugins.accountants.pld import PLDAccountant
+from audit_sdk.plugins.accountants.rdp import RDPAccountant
+from audit_sdk.plugins.accountants.zcdp import ZCDPAccountant
 
 ALL = [RDPAccountant, PLDAccountant, GDPAccountant, ZCDPAccountant]
 

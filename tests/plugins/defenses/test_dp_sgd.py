@@ -9,15 +9,15 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from audit_sdk.adapters.torch import TrainConfig, Trainer, evaluate_accuracy, make_model
-from audit_sdk.adapters.torch.training import TrainContext, _per_example_ce
-from audit_sdk.plugins.defenses._grad_sample import clipped_grad_sum
-from audit_sdk.plugins.defenses.dp_sgd import DPSGD, combined_noise_multiplier
 from torch import nn
 
 import audit_sdk
 from audit_sdk import InvalidParameterError, hookimpl
+from audit_sdk.adapters.torch import TrainConfig, Trainer, evaluate_accuracy, make_model
+from audit_sdk.adapters.torch.training import TrainContext, _per_example_ce
 from audit_sdk.errors import AccountingAssumptionWarning, InvalidModelError, PrivacyBudgetExceededError
+from audit_sdk.plugins.defenses._grad_sample import clipped_grad_sum
+from audit_sdk.plugins.defenses.dp_sgd import DPSGD, combined_noise_multiplier
 
 
 def _models() -> dict[str, nn.Module]:

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
-from audit_sdk.adapters.torch import TrainConfig, Trainer, evaluate_accuracy, export_onnx, make_model
-from audit_sdk.plugins.defenses.morphing import MorphedLearning, count_macs, reverse_engineering_curve
 
 import audit_sdk
+from audit_sdk.adapters.torch import TrainConfig, Trainer, evaluate_accuracy, export_onnx, make_model
 from audit_sdk.data import load_digits_data
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError, NotFittedError
+from audit_sdk.plugins.defenses.morphing import MorphedLearning, count_macs, reverse_engineering_curve
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-from audit_sdk.plugins.defenses.output import LabelOnly, OutputNoise, Rounding, TopK
-from audit_sdk.plugins.defenses.utility import privacy_utility_rows, sweep_output_defense
-from audit_sdk.plugins.mia.loss_threshold import LossThreshold
 
 import audit_sdk
 from audit_sdk.errors import AccessError, InvalidParameterError
 from audit_sdk.metrics import membership_metrics
+from audit_sdk.plugins.defenses.output import LabelOnly, OutputNoise, Rounding, TopK
+from audit_sdk.plugins.defenses.utility import privacy_utility_rows, sweep_output_defense
+from audit_sdk.plugins.mia.loss_threshold import LossThreshold
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,10 +1,11 @@
 """Properties of the defenses' pure maths (no training)."""
 
 import numpy as np
-from audit_sdk.plugins.defenses.output import OutputNoise, Rounding, TopK
-from audit_sdk.plugins.defenses.suppress import cubic_sparsity
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from audit_sdk.plugins.defenses.output import OutputNoise, Rounding, TopK
+from audit_sdk.plugins.defenses.suppress import cubic_sparsity
 
 
 @given(

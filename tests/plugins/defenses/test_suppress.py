@@ -6,15 +6,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from audit_sdk.adapters.torch import TrainConfig, Trainer, make_model
-from audit_sdk.adapters.torch.recipes import digits_setup
-from audit_sdk.plugins.defenses.suppress import SuppressPrivacy, cubic_sparsity
-from audit_sdk.plugins.mia.loss_threshold import LossThreshold
 
 import audit_sdk
+from audit_sdk.adapters.torch import TrainConfig, Trainer, make_model
+from audit_sdk.adapters.torch.recipes import digits_setup
 from audit_sdk.data import load_digits_data
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.interfaces import Defense
+from audit_sdk.plugins.defenses.suppress import SuppressPrivacy, cubic_sparsity
+from audit_sdk.plugins.mia.loss_threshold import LossThreshold
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from audit_sdk.plugins.dp.mechanisms import AdaGaussian, Gaussian, Laplace, VonMisesFisher, decay_factors, sample_vmf
 from scipy import stats
 
 from audit_sdk import InvalidParameterError
+from audit_sdk.plugins.dp.mechanisms import AdaGaussian, Gaussian, Laplace, VonMisesFisher, decay_factors, sample_vmf
 
 ALPHA = 1e-3  # KS significance: a correct sampler fails at most 0.1% of the time
 

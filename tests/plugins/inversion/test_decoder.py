@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
-from audit_sdk.adapters.onnx import OnnxTarget
-from audit_sdk.plugins.inversion.decoder import DecoderInversion, InversionDecoder
 
 import audit_sdk
 from audit_sdk import InvalidDataError, NotFittedError
+from audit_sdk.adapters.onnx import OnnxTarget
+from audit_sdk.plugins.inversion.decoder import DecoderInversion, InversionDecoder
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from audit_sdk.plugins.inversion.gradient import GradientInversion, infer_labels, shared_gradients
 
 from audit_sdk import InvalidParameterError
+from audit_sdk.plugins.inversion.gradient import GradientInversion, infer_labels, shared_gradients
 
 
 def test_single_digit_recovered_from_its_gradient(digits_data, fresh_cnn_target):

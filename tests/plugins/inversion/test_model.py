@@ -1,4 +1,5 @@
 import numpy as np
+
 from audit_sdk.plugins.inversion.model import ModelInversion
 
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
-from audit_sdk.plugins.inversion.representation import RepresentationInversion, invert_representation, layer_forward
 
 from audit_sdk import AttackResult, InvalidParameterError, RunContext, get_registry
+from audit_sdk.plugins.inversion.representation import RepresentationInversion, invert_representation, layer_forward
 
 
 def test_early_layer_recovers_inputs_and_logits_much_less(digits_memorised, mem_target, inv_context):

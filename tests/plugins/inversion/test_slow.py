@@ -1,6 +1,7 @@
 """Longer inversion checks (run with ``pytest -m slow``)."""
 
 import pytest
+
 from audit_sdk.plugins.inversion.gradient import GradientInversion
 from audit_sdk.plugins.inversion.representation import RepresentationInversion
 

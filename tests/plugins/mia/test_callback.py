@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from audit_sdk.plugins.mia.callback import MembershipInferenceCallback
 
 import audit_sdk
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.interfaces import Defense
+from audit_sdk.plugins.mia.callback import MembershipInferenceCallback
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audit_sdk.plugins.mia._common import logit_confidence, true_class_stats
-from audit_sdk.plugins.mia.classifier import ClassifierAttack
-from audit_sdk.plugins.mia.label_only import LabelOnly
-from audit_sdk.plugins.mia.lira import LiRA, lira_scores
-from audit_sdk.plugins.mia.rmia import RMIA, rmia_scores
-from audit_sdk.plugins.mia.threshold import ThresholdAttack
 from scipy.stats import norm
 
 import audit_sdk
 from audit_sdk.data import AuditData
 from audit_sdk.errors import AccessError, InvalidDataError, InvalidParameterError
 from audit_sdk.executor import LocalExecutor
+from audit_sdk.plugins.mia._common import logit_confidence, true_class_stats
+from audit_sdk.plugins.mia.classifier import ClassifierAttack
+from audit_sdk.plugins.mia.label_only import LabelOnly
+from audit_sdk.plugins.mia.lira import LiRA, lira_scores
+from audit_sdk.plugins.mia.rmia import RMIA, rmia_scores
+from audit_sdk.plugins.mia.threshold import ThresholdAttack
 from audit_sdk.run import RunContext, run_attack
 from audit_sdk.target import Target
 
