@@ -95,25 +95,28 @@ def run(args: argparse.Namespace) -> int:
 
     seed = args.seed if args.seed is not None else (cfg.seed if cfg is not None else 0)
     batch = args.batch_size or (cfg.target.batch_size if cfg is not None and cfg.target is not None else 1024)
-    executor = None
-    if args.executor or args.workers is not None or args.ray_address:  # scale flags override the config's executor
-        from ..executor import resolve_executor
-        from ..run import RunContext
+    from ..executor import resolve_executor
+    from ..run import RunContext
 
-        executor = resolve_executor(args.executor, workers=args.workers, address=args.ray_address, base=cfg.executor if cfg is not None else None)
-    report = run_audit(
-        model,
-        data,
-        attacks=attacks,
-        rng=seed,
-        registry=reg,
-        target_options={"batch_size": batch},
-        config=cfg,
-        privacy=privacy,
-        progress=not (args.quiet or args.json) and sys.stderr.isatty(),
-        context=RunContext(registry=reg, executor=executor, progress=not (args.quiet or args.json) and sys.stderr.isatty()) if executor else None,
-    )
-    if executor is not None:
+    out = Path(args.out or (cfg.output.dir if cfg is not None else "audit-sdk-out"))
+    # scale flags override the config's executor; artefacts (per-example scores, reconstructions) go
+    # under --out, and reference models are cached in --out/cache so a later audit reuses them
+    executor = resolve_executor(args.executor, workers=args.workers, address=args.ray_address, base=cfg.executor if cfg is not None else None)
+    show_progress = not (args.quiet or args.json) and sys.stderr.isatty()
+    try:
+        report = run_audit(
+            model,
+            data,
+            attacks=attacks,
+            rng=seed,
+            registry=reg,
+            target_options={"batch_size": batch},
+            config=cfg,
+            privacy=privacy,
+            progress=show_progress,
+            context=RunContext(registry=reg, executor=executor, cache_dir=out / "cache", out_dir=out, progress=show_progress),
+        )
+    finally:
         executor.close()
     violation: PolicyViolationError | None = None
     if rules:
@@ -121,7 +124,6 @@ def run(args: argparse.Namespace) -> int:
             report.check_policy(rules_text)
         except PolicyViolationError as exc:
             violation = exc
-    out = Path(args.out or (cfg.output.dir if cfg is not None else "audit-sdk-out"))
     write_json = cfg.output.json_report if cfg is not None else True
     write_html = (cfg.output.html if cfg is not None else True) and not args.no_html
     path = report.to_json(out / "report.json") if write_json or args.json else None

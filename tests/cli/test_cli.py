@@ -56,6 +56,9 @@ def test_audit_writes_versioned_report(digits_memorised_onnx, npz, tmp_path, cap
     assert set(a["metrics"]["tpr_at_fpr"]) == {"0.001", "0.01"}
     assert a["metrics"]["auc"] > 0.6 and a["seconds"] >= 0
     assert report["target"]["kind"] == "OnnxTarget"
+    # per-example scores are written beside the report
+    saved = list((tmp_path / "mia").glob("mia.loss-threshold*.npz"))
+    assert len(saved) == 1 and len(np.load(saved[0])["scores"]) == 500
 
 
 def test_attacks_comma_separated_and_options_after_names(digits_memorised_onnx, npz, tmp_path, capsys):

@@ -63,9 +63,9 @@ def test_ray_address_implies_ray(model_and_data, tmp_path, calls) -> None:
     assert calls == [("ray", 1, {"address": "auto"})]
 
 
-def test_no_flags_leave_the_executor_to_the_config(model_and_data, tmp_path, calls) -> None:
+def test_no_flags_use_the_config_or_the_inline_default(model_and_data, tmp_path, calls) -> None:
     assert _audit(model_and_data, tmp_path) == 0
-    assert calls == []
+    assert calls == [("local", 1, {})]  # no config, no flags: one inline worker
 
 
 def test_bad_combinations_are_usage_errors(model_and_data, tmp_path, capsys) -> None:
