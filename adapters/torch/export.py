@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,24 +32,25 @@ def export_onnx(model: torch.nn.Module, example: Any, path: str | Path, *, opset
     x = torch.as_tensor(np.asarray(example), dtype=torch.float32)
     if x.ndim < 2:
         raise InvalidModelError(f"example must have a batch axis; got shape {tuple(x.shape)}.")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
         with warnings.catch_warnings():
             # The TorchScript exporter is deprecated in favour of torch.export, which still fails
             # on plain Sequential models with dynamic batch axes; its warning is not the user's concern.
             warnings.simplefilter("ignore")
-            buf = io.BytesIO()
             torch.onnx.export(
                 model,
                 (x,),
-                buf,
+                str(tmp),
                 input_names=["input"],
                 output_names=["logits"],
                 dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                 opset_version=opset,
                 dynamo=False,
             )
-        p.write_bytes(buf.getvalue())
+        os.replace(tmp, p)  # atomic: a failed export never leaves a half-written model behind
     except Exception as exc:
+        tmp.unlink(missing_ok=True)
         raise InvalidModelError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {exc}") from exc
     if check:
         import onnxruntime as ort
