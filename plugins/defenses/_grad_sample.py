@@ -35,6 +35,8 @@ __all__ = ["ClippedSum", "clipped_grad_sum", "ghost_supported", "unsupported_mod
 _SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LayerNorm, nn.GroupNorm)
 #: elements of one chunk of per-sample gradients or unfolded inputs (~64 MiB in float32)
 _CHUNK_ELEMS = 1 << 24
+#: per-sample gradients kept across layers of one step to form the clipped sum directly (~128 MiB)
+_KEEP_ELEMS = 1 << 25
 
 
 @dataclass
@@ -88,7 +90,7 @@ class _Layer:
     def params(self) -> list[nn.Parameter]:
         return _own_trainable(self.module)
 
-    def sq_norms(self, g: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    def sq_norms(self, g: torch.Tensor, budget: list[int]) -> tuple[torch.Tensor, Any]:
         """(n,) squared per-sample norm of all own trainable params; plus state for ``weighted``."""
         m = self.module
         a = self.inp
@@ -99,7 +101,7 @@ class _Layer:
             g3 = g.reshape(n, -1, g.shape[-1])
             return self._linear_like(m, a3, g3), None
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
-            return self._conv_sq(m, a, g), None
+            return self._conv_sq(m, a, g, budget)
         # LayerNorm / GroupNorm: per-sample grads are small (channels); form them
         xhat = self._normalised(m, a)
         gw = g * xhat
@@ -165,14 +167,23 @@ class _Layer:
                 sl = ap[:, :, r0 : r0 + st[0] * (ho - 1) + 1 : st[0], c0 : c0 + st[1] * (wo - 1) + 1 : st[1]]
                 yield sl.reshape(c, cin, ho * wo)
 
-    def _conv_sq(self, m: Any, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def _conv_sq(self, m: Any, a: torch.Tensor, g: torch.Tensor, budget: list[int]) -> tuple[torch.Tensor, Any]:
+        """Squared per-sample norms of a convolution's weight (and bias), and the state for ``weighted``.
+
+        The state keeps the per-sample weight gradients ``(n, weight.numel())`` when a route formed
+        them anyway and ``budget`` (elements, shared by all layers of a step) allows: the clipped sum
+        is then ``c @ grads``, not another weight-gradient convolution.
+        """
         n = a.shape[0]
         cout = g.shape[1]
         out_hw = (1, g.shape[2]) if g.dim() == 3 else (g.shape[2], g.shape[3])
         g3 = g.reshape(n, cout, -1)  # (n, Cout, T)
         T = g3.shape[2]
-        cin_k = (a.shape[1] // m.groups) * math.prod(m.kernel_size)
+        cin = a.shape[1] // m.groups
+        ksz = math.prod(m.kernel_size)
+        cin_k = cin * ksz
         sq = torch.zeros(n, dtype=g.dtype, device=g.device)
+        kept: torch.Tensor | None = None
         if m.weight.requires_grad:
             # Route by cost: the Gram route when it does fewer flops (small maps); else form the
             # per-sample gradients, with one grouped weight-gradient convolution (fast for wide
@@ -180,21 +191,63 @@ class _Layer:
             # the input patches.
             route = "gram" if T * T * (cin_k + cout) < T * cin_k * cout else ("grouped" if a.shape[1] >= 16 else "patches")
             per_sample = {"gram": cin_k * T + T * T, "grouped": cout * cin_k, "patches": cin_k * T + cout * cin_k}[route]
+            keep = route != "gram" and n * cout * cin_k <= budget[0]
+            if keep:
+                budget[0] -= n * cout * cin_k
+                kept = torch.empty(n, cout * cin_k, dtype=g.dtype, device=g.device)
             for s, e in _chunks(n, per_sample):
                 gc = g3[s:e]
                 if route == "grouped":
-                    sq[s:e] += self._per_sample_weight_grad(m, a[s:e], g[s:e]).reshape(e - s, -1).pow(2).sum(1)
+                    w = self._per_sample_weight_grad(m, a[s:e], g[s:e]).reshape(e - s, -1)
+                    sq[s:e] += torch.linalg.vector_norm(w, dim=1).square()
+                    if kept is not None:
+                        kept[s:e] = w
                     continue
-                u = torch.cat(list(self._shifted(m, a[s:e], out_hw)), 1)  # (c, Cin*k*k, T)
                 if route == "gram":  # patch Gram times output-gradient Gram: never forms the gradient
-                    uu = torch.einsum("nkt,nks->nts", u, u)
-                    gg = torch.einsum("nct,ncs->nts", gc, gc)
-                    sq[s:e] += (uu * gg).sum((1, 2))
+                    uu = self._patch_gram(m, a[s:e], out_hw)
+                    gg = torch.bmm(gc.transpose(1, 2), gc)
+                    sq[s:e] += (uu.reshape(e - s, -1) * gg.reshape(e - s, -1)).sum(1)
                 else:  # einsum picks a far faster contraction order than bmm with a transposed operand here
-                    sq[s:e] += torch.einsum("nct,nkt->nck", gc, u).pow(2).sum((1, 2))
+                    u = torch.cat(list(self._shifted(m, a[s:e], out_hw)), 1)  # (c, k*k*Cin, T)
+                    w = torch.einsum("nct,nkt->nck", gc, u)
+                    sq[s:e] += torch.linalg.vector_norm(w.reshape(e - s, -1), dim=1).square()
+                    if kept is not None:  # (kh, kw, Cin) order -> the weight's (Cin, kh, kw)
+                        kept[s:e] = w.reshape(e - s, cout, ksz, cin).transpose(2, 3).reshape(e - s, -1)
+        gb: torch.Tensor | None = None
         if m.bias is not None and m.bias.requires_grad:
-            sq = sq + g3.sum(2).pow(2).sum(1)
-        return sq
+            gb = g3.sum(2)
+            sq = sq + gb.pow(2).sum(1)
+        return sq, (kept, gb)
+
+    def _patch_gram(self, m: Any, a: torch.Tensor, out_hw: tuple[int, int]) -> torch.Tensor:
+        """(c, T, T) Gram matrices of each sample's input patches.
+
+        Either from the unfolded patches, or from the Gram of the (padded) input pixels summed over
+        the kernel offsets (each offset pairs pixel (p + o, p' + o)), whichever costs fewer flops:
+        the pixel Gram wins for stride-1 kernels larger than 1x1.
+        """
+        c, cin = a.shape[0], a.shape[1]
+        ho, wo = out_hw
+        T = ho * wo
+        ks, st, pd, dl = (m.kernel_size, m.stride, m.padding, m.dilation) if a.dim() == 4 else (
+            (1, m.kernel_size[0]), (1, m.stride[0]), (0, m.padding[0]), (1, m.dilation[0]))
+        hp = (a.shape[2] if a.dim() == 4 else 1) + 2 * int(pd[0])
+        wp = a.shape[-1] + 2 * int(pd[1])
+        if (hp * wp) ** 2 >= T * T * ks[0] * ks[1]:
+            u = torch.cat(list(self._shifted(m, a, out_hw)), 1)
+            return torch.bmm(u.transpose(1, 2), u)
+        a4 = a if a.dim() == 4 else a.unsqueeze(2)
+        ap = F.pad(a4, (int(pd[1]), int(pd[1]), int(pd[0]), int(pd[0]))) if (pd[0] or pd[1]) else a4
+        ap = ap.reshape(c, cin, hp * wp)
+        aa = torch.bmm(ap.transpose(1, 2), ap).reshape(c, hp, wp, hp, wp)
+        uu = torch.zeros(c, ho, wo, ho, wo, dtype=a.dtype, device=a.device)
+        for kh in range(ks[0]):
+            for kw in range(ks[1]):
+                r0, c0 = kh * dl[0], kw * dl[1]
+                rs = slice(r0, r0 + st[0] * (ho - 1) + 1, st[0])
+                cs = slice(c0, c0 + st[1] * (wo - 1) + 1, st[1])
+                uu += aa[:, rs, cs, rs, cs]
+        return uu.reshape(c, T, T)
 
     @staticmethod
     def _per_sample_weight_grad(m: Any, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -213,9 +266,17 @@ class _Layer:
         a = self.inp
         assert a is not None
         n = a.shape[0]
+        out: list[torch.Tensor] = []
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)) and state is not None and (state[0] is not None or not m.weight.requires_grad):
+            kept, gb = state  # per-sample gradients formed for the norms: the clipped sum is a matrix-vector product
+            cc = c.to(g.dtype)
+            if m.weight.requires_grad:
+                out.append((cc @ kept).reshape(m.weight.shape))
+            if gb is not None:
+                out.append(cc @ gb)
+            return out
         shape = (n,) + (1,) * (g.dim() - 1)
         gc = g * c.reshape(shape).to(g.dtype)
-        out: list[torch.Tensor] = []
         if isinstance(m, nn.Linear):
             if m.weight.requires_grad:
                 out.append(gc.reshape(-1, gc.shape[-1]).t() @ a.reshape(-1, a.shape[-1]))
@@ -252,10 +313,11 @@ def _ghost(model: nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, cli
     outs = [lay.out for lay in used if lay.out is not None]
     gs = torch.autograd.grad(losses.sum(), outs, allow_unused=True)
     sqs, states = [], []
+    budget = [_KEEP_ELEMS]
     for lay, g in zip(used, gs):
         if g is None:
             g = torch.zeros_like(lay.out)
-        sq, st = lay.sq_norms(g)
+        sq, st = lay.sq_norms(g, budget)
         sqs.append(sq)
         states.append((g, st))
     n = x.shape[0]
