@@ -207,12 +207,11 @@ class _Layer:
                     uu = self._patch_gram(m, a[s:e], out_hw)
                     gg = torch.bmm(gc.transpose(1, 2), gc)
                     sq[s:e] += (uu.reshape(e - s, -1) * gg.reshape(e - s, -1)).sum(1)
-                else:  # einsum picks a far faster contraction order than bmm with a transposed operand here
-                    u = torch.cat(list(self._shifted(m, a[s:e], out_hw)), 1)  # (c, k*k*Cin, T)
-                    w = torch.einsum("nct,nkt->nck", gc, u)
-                    sq[s:e] += torch.linalg.vector_norm(w.reshape(e - s, -1), dim=1).square()
-                    if kept is not None:  # (kh, kw, Cin) order -> the weight's (Cin, kh, kw)
-                        kept[s:e] = w.reshape(e - s, cout, ksz, cin).transpose(2, 3).reshape(e - s, -1)
+                else:  # few input channels: the output gradient as the kernel of a grouped forward convolution
+                    w = self._per_sample_weight_grad_fwd(m, a[s:e], g[s:e])  # (Cin, c, Cout, *k)
+                    sq[s:e] += torch.linalg.vector_norm(w.transpose(0, 1).reshape(e - s, -1), dim=1).square()
+                    if kept is not None:
+                        kept[s:e] = w.reshape(cin, e - s, cout, ksz).permute(1, 2, 0, 3).reshape(e - s, -1)
         gb: torch.Tensor | None = None
         if m.bias is not None and m.bias.requires_grad:
             gb = g3.sum(2)
@@ -259,6 +258,26 @@ class _Layer:
         g1 = g.reshape(1, c * cout, *g.shape[2:])
         w = fn(a1, (c * cout, cin, *m.kernel_size), g1, stride=m.stride, padding=m.padding, dilation=m.dilation, groups=c)
         return w.reshape(c, cout, cin, *m.kernel_size)
+
+    @staticmethod
+    def _per_sample_weight_grad_fwd(m: Any, a: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """(Cin, c, Cout, *k) per-sample weight gradients as one forward convolution.
+
+        Input channels become the batch and samples the channels; each sample's output gradient is
+        the kernel of its group (stride and dilation swap roles). Faster than the grouped
+        weight-gradient kernel when the input has few channels.
+        """
+        c, cin = a.shape[0], a.shape[1]
+        cout = g.shape[1]
+        if isinstance(m, nn.Conv1d):
+            a, g = a.unsqueeze(2), g.unsqueeze(2)
+            ks, st, pd, dl = (1, m.kernel_size[0]), (1, m.stride[0]), (0, m.padding[0]), (1, m.dilation[0])
+        else:
+            ks, st, pd, dl = m.kernel_size, m.stride, m.padding, m.dilation
+        ap = F.pad(a, (int(pd[1]), int(pd[1]), int(pd[0]), int(pd[0]))) if (pd[0] or pd[1]) else a
+        w = F.conv2d(ap.transpose(0, 1), g.reshape(c * cout, 1, g.shape[2], g.shape[3]), stride=tuple(dl), dilation=tuple(st), groups=c)
+        w = w[:, :, : ks[0], : ks[1]].reshape(cin, c, cout, *m.kernel_size)
+        return w
 
     def weighted(self, g: torch.Tensor, c: torch.Tensor, state: Any) -> list[torch.Tensor]:
         """sum_i c_i * grad_i for each own trainable param, in ``params()`` order."""
