@@ -37,6 +37,9 @@ _SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LayerNorm, nn.GroupNorm)
 _CHUNK_ELEMS = 1 << 24
 #: per-sample gradients kept across layers of one step to form the clipped sum directly (~128 MiB)
 _KEEP_ELEMS = 1 << 25
+#: samples per grouped weight-gradient convolution: oneDNN's kernels are several times faster for
+#: a few groups than for one group per sample of a whole batch
+_GROUPED_SAMPLES = 8
 
 
 @dataclass
@@ -183,25 +186,26 @@ class _Layer:
         ksz = math.prod(m.kernel_size)
         cin_k = cin * ksz
         sq = torch.zeros(n, dtype=g.dtype, device=g.device)
-        kept: torch.Tensor | None = None
+        kept: list[tuple[int, int, torch.Tensor]] | None = None  # (start, end, (e - s, weight.numel()))
         if m.weight.requires_grad:
             # Route by cost: the Gram route when it does fewer flops (small maps); else form the
-            # per-sample gradients, with one grouped weight-gradient convolution (fast for wide
-            # inputs) or, for few input channels where grouped kernels are slow, a batched matmul on
-            # the input patches.
+            # per-sample gradients, with grouped weight-gradient convolutions over a few samples at
+            # a time (fast for wide inputs) or, for few input channels, one grouped forward
+            # convolution with the output gradients as kernels.
             route = "gram" if T * T * (cin_k + cout) < T * cin_k * cout else ("grouped" if a.shape[1] >= 16 else "patches")
             per_sample = {"gram": cin_k * T + T * T, "grouped": cout * cin_k, "patches": cin_k * T + cout * cin_k}[route]
             keep = route != "gram" and n * cout * cin_k <= budget[0]
             if keep:
                 budget[0] -= n * cout * cin_k
-                kept = torch.empty(n, cout * cin_k, dtype=g.dtype, device=g.device)
-            for s, e in _chunks(n, per_sample):
+                kept = []
+            chunks = [(i, min(n, i + _GROUPED_SAMPLES)) for i in range(0, n, _GROUPED_SAMPLES)] if route == "grouped" else _chunks(n, per_sample)
+            for s, e in chunks:
                 gc = g3[s:e]
                 if route == "grouped":
                     w = self._per_sample_weight_grad(m, a[s:e], g[s:e]).reshape(e - s, -1)
                     sq[s:e] += torch.linalg.vector_norm(w, dim=1).square()
                     if kept is not None:
-                        kept[s:e] = w
+                        kept.append((s, e, w))
                     continue
                 if route == "gram":  # patch Gram times output-gradient Gram: never forms the gradient
                     uu = self._patch_gram(m, a[s:e], out_hw)
@@ -211,7 +215,7 @@ class _Layer:
                     w = self._per_sample_weight_grad_fwd(m, a[s:e], g[s:e])  # (Cin, c, Cout, *k)
                     sq[s:e] += torch.linalg.vector_norm(w.transpose(0, 1).reshape(e - s, -1), dim=1).square()
                     if kept is not None:
-                        kept[s:e] = w.reshape(cin, e - s, cout, ksz).permute(1, 2, 0, 3).reshape(e - s, -1)
+                        kept.append((s, e, w.reshape(cin, e - s, cout, ksz).permute(1, 2, 0, 3).reshape(e - s, -1)))
         gb: torch.Tensor | None = None
         if m.bias is not None and m.bias.requires_grad:
             gb = g3.sum(2)
@@ -290,7 +294,7 @@ class _Layer:
             kept, gb = state  # per-sample gradients formed for the norms: the clipped sum is a matrix-vector product
             cc = c.to(g.dtype)
             if m.weight.requires_grad:
-                out.append((cc @ kept).reshape(m.weight.shape))
+                out.append(sum(cc[s:e] @ w for s, e, w in kept).reshape(m.weight.shape))
             if gb is not None:
                 out.append(cc @ gb)
             return out
