@@ -12,7 +12,9 @@ gradient of a linear map is sum_t g_t a_t^T, so its squared norm is either
 large spatial maps favour the direct form, long sequences of small layers the ghost form; the
 direct form runs over chunks of samples to bound memory). The clipped sum
 ``sum_i c_i g_i^T a_i`` is then one matmul per layer (``conv2d_weight`` for convolutions) on the
-stored tensors with ``g`` scaled by the clip factors: no second backward pass.
+stored tensors with ``g`` scaled by the clip factors: no second backward pass. Where a convolution's
+per-sample gradients were formed for the norms (and fit a shared memory budget), the clipped sum is
+instead ``c @ grads``, saving that layer's weight-gradient convolution.
 
 ``vmap``: ``torch.func.vmap(grad(...))`` over chunks of samples, materialising per-sample
 gradients; used for layers the ghost engine does not know (any module owning trainable
@@ -198,7 +200,9 @@ class _Layer:
             if keep:
                 budget[0] -= n * cout * cin_k
                 kept = []
-            chunks = [(i, min(n, i + _GROUPED_SAMPLES)) for i in range(0, n, _GROUPED_SAMPLES)] if route == "grouped" else _chunks(n, per_sample)
+            chunks = (
+                [(i, min(n, i + _GROUPED_SAMPLES)) for i in range(0, n, _GROUPED_SAMPLES)] if route == "grouped" else _chunks(n, per_sample)
+            )
             for s, e in chunks:
                 gc = g3[s:e]
                 if route == "grouped":
@@ -232,8 +236,11 @@ class _Layer:
         c, cin = a.shape[0], a.shape[1]
         ho, wo = out_hw
         T = ho * wo
-        ks, st, pd, dl = (m.kernel_size, m.stride, m.padding, m.dilation) if a.dim() == 4 else (
-            (1, m.kernel_size[0]), (1, m.stride[0]), (0, m.padding[0]), (1, m.dilation[0]))
+        ks, st, pd, dl = (
+            (m.kernel_size, m.stride, m.padding, m.dilation)
+            if a.dim() == 4
+            else ((1, m.kernel_size[0]), (1, m.stride[0]), (0, m.padding[0]), (1, m.dilation[0]))
+        )
         hp = (a.shape[2] if a.dim() == 4 else 1) + 2 * int(pd[0])
         wp = a.shape[-1] + 2 * int(pd[1])
         if (hp * wp) ** 2 >= T * T * ks[0] * ks[1]:
