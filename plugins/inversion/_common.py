@@ -19,6 +19,7 @@ from audit_sdk._rng import derive_seed
 from audit_sdk.data import AuditData, Split
 from audit_sdk.errors import AccessError, AuditSDKWarning, BackendUnavailableError, InvalidParameterError
 from audit_sdk.metrics import reconstruction_metrics, ssim
+from audit_sdk.results import AttackResult
 from audit_sdk.target import Target
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ __all__ = [
     "class_means",
     "evaluation_accuracy",
     "input_bounds",
+    "finish",
     "save_artifacts",
     "select_samples",
     "set_metrics",
@@ -325,3 +327,30 @@ def save_artifacts(
                 stacklevel=3,
             )
     return paths
+
+
+def finish(
+    attack: Any,
+    *,
+    reconstructions: np.ndarray,
+    originals: np.ndarray,
+    labels: np.ndarray,
+    bounds: tuple[float, float],
+    data_range: float,
+    extra: dict[str, Any],
+    context: Any,
+) -> AttackResult:
+    """Save the artefacts (when the run has an ``out_dir``) and build the reconstruction result."""
+    extra["artifacts"] = save_artifacts(
+        getattr(context, "out_dir", None), attack.name, reconstructions=reconstructions, originals=originals, labels=labels, bounds=bounds
+    )
+    return AttackResult(
+        attack=attack.name,
+        params=attack.params.model_dump(),
+        kind="reconstruction",
+        reconstructions=reconstructions,
+        originals=originals,
+        labels=labels,
+        data_range=data_range,
+        extra=extra,
+    )

@@ -354,18 +354,8 @@ class GradientInversion(Attack):
             "sweep": sweep,
             "members_vs_non_members": "not applicable: the shared gradient comes from the client's (member) batch",
         }
-        extra["artifacts"] = C.save_artifacts(
-            getattr(context, "out_dir", None), self.name, reconstructions=recon, originals=originals, labels=main["labels"], bounds=(lo, hi)
-        )
-        return AttackResult(
-            attack=self.name,
-            params=p.model_dump(),
-            kind="reconstruction",
-            reconstructions=recon,
-            originals=originals,
-            labels=main["labels"],
-            data_range=data_range,
-            extra=extra,
+        return C.finish(
+            self, reconstructions=recon, originals=originals, labels=main["labels"], bounds=(lo, hi), data_range=data_range, extra=extra, context=context
         )
 
 

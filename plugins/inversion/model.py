@@ -115,18 +115,8 @@ class ModelInversion(Attack):
             "baseline": baseline,
             "evaluation": C.evaluation_accuracy(eval_model, recon, classes) if eval_model is not None else None,
         }
-        extra["artifacts"] = C.save_artifacts(
-            getattr(context, "out_dir", None), self.name, reconstructions=recon, originals=member_means, labels=classes, bounds=(lo, hi)
-        )
-        return AttackResult(
-            attack=self.name,
-            params=p.model_dump(),
-            kind="reconstruction",
-            reconstructions=recon,
-            originals=member_means,
-            labels=classes,
-            data_range=data_range,
-            extra=extra,
+        return C.finish(
+            self, reconstructions=recon, originals=member_means, labels=classes, bounds=(lo, hi), data_range=data_range, extra=extra, context=context
         )
 
 

@@ -237,18 +237,8 @@ class RepresentationInversion(Attack):
             "evaluation": C.eval_by_set(eval_model, recon, sel.y, sel.is_member, originals),
             "loss_trace": trace,
         }
-        extra["artifacts"] = C.save_artifacts(
-            getattr(context, "out_dir", None), self.name, reconstructions=recon, originals=originals, labels=sel.y, bounds=(lo, hi)
-        )
-        return AttackResult(
-            attack=self.name,
-            params=p.model_dump(),
-            kind="reconstruction",
-            reconstructions=recon,
-            originals=originals,
-            labels=sel.y,
-            data_range=data_range,
-            extra=extra,
+        return C.finish(
+            self, reconstructions=recon, originals=originals, labels=sel.y, bounds=(lo, hi), data_range=data_range, extra=extra, context=context
         )
 
 
