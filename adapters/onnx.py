@@ -59,7 +59,10 @@ def available_providers() -> tuple[str, ...]:
 
         node = helper.make_node("Identity", ["x"], ["y"])
         graph = helper.make_graph(
-            [node], "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]
+            [node],
+            "probe",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
         )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
         so = ort.SessionOptions()
@@ -135,7 +138,9 @@ class OnnxTarget(Target):
             ) from exc
         inputs = self.session.get_inputs()
         if len(inputs) != 1:
-            raise InvalidModelError(f"{self.path} has {len(inputs)} inputs {[i.name for i in inputs]}; audit-sdk needs a single-input classifier.")
+            raise InvalidModelError(
+                f"{self.path} has {len(inputs)} inputs {[i.name for i in inputs]}; audit-sdk needs a single-input classifier."
+            )
         inp = inputs[0]
         self.input_name = inp.name
         if inp.type not in _ORT_TYPES:

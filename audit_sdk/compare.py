@@ -82,7 +82,15 @@ class Comparison:
             for res in rep.results:
                 m = res.metrics
                 if res.kind == "membership":
-                    rows.append({**base, "attack": res.attack, "auc": m["auc"], "tpr@1%": m["tpr_at_fpr"]["0.01"], "eps_lb": m["epsilon_lower_bound"]})
+                    rows.append(
+                        {
+                            **base,
+                            "attack": res.attack,
+                            "auc": m["auc"],
+                            "tpr@1%": m["tpr_at_fpr"]["0.01"],
+                            "eps_lb": m["epsilon_lower_bound"],
+                        }
+                    )
                 else:
                     rows.append({**base, "attack": res.attack, "ssim": m["ssim"], "psnr": m["psnr"]})
                 base = {k: None for k in base} | {"cell": ""}
@@ -263,7 +271,9 @@ def _run_cell(
         if not planned:
             continue
         ctx = RunContext(registry=reg, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress)
-        part = run_audit(t, data, attacks=planned, rng=seed, registry=reg, context=ctx, privacy=privacy or None, label=label, progress=progress)
+        part = run_audit(
+            t, data, attacks=planned, rng=seed, registry=reg, context=ctx, privacy=privacy or None, label=label, progress=progress
+        )
         if report is None:
             report = part
         else:
@@ -382,12 +392,27 @@ def run_comparison(
             if baseline is not None:
                 base = next((reports[c.label] for c in phase1 if plain(c) and c.label in reports), None)
                 if base is None:
-                    failures += [{"cell": c.label, "error": "the undefended baseline failed, so output defenses had no model"} for c in phase]
+                    failures += [
+                        {"cell": c.label, "error": "the undefended baseline failed, so output defenses had no model"} for c in phase
+                    ]
                     continue
                 baseline = base.target["model_file"]
             cache = str(ctx.cache_dir) if ctx.cache_dir is not None else None
             tasks = [
-                (c.label, specs(c), data, c.train.apply(train), attacks, cfg.seed, str(out), cfg.compare.audit_format, baseline, reg_arg, cache, progress and inline)
+                (
+                    c.label,
+                    specs(c),
+                    data,
+                    c.train.apply(train),
+                    attacks,
+                    cfg.seed,
+                    str(out),
+                    cfg.compare.audit_format,
+                    baseline,
+                    reg_arg,
+                    cache,
+                    progress and inline,
+                )
                 for c in phase
             ]
             keys = [_task_key(t[0], (t[1], t[3], t[4], t[5], t[7], t[8]), digest) for t in tasks]

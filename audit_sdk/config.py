@@ -354,7 +354,9 @@ def parse_config(raw: Any, *, registry: Registry | None = None, source: str = "c
     if isinstance(raw, AuditConfig):
         raw = raw.to_dict()
     if not isinstance(raw, dict):
-        raise InvalidParameterError(f"{source}: the top level must be a mapping of sections (target, data, attacks, ...); got {type(raw).__name__}.")
+        raise InvalidParameterError(
+            f"{source}: the top level must be a mapping of sections (target, data, attacks, ...); got {type(raw).__name__}."
+        )
     problems: list[str] = []
     cfg = None
     try:
@@ -408,7 +410,11 @@ def _hoist(schema: dict[str, Any], prefix: str, defs: dict[str, Any]) -> dict[st
     def fix(node: Any) -> Any:
         if isinstance(node, dict):
             return {
-                k: (f"#/$defs/{rename[v.rsplit('/', 1)[-1]]}" if k == "$ref" and isinstance(v, str) and v.rsplit("/", 1)[-1] in rename else fix(v))
+                k: (
+                    f"#/$defs/{rename[v.rsplit('/', 1)[-1]]}"
+                    if k == "$ref" and isinstance(v, str) and v.rsplit("/", 1)[-1] in rename
+                    else fix(v)
+                )
                 for k, v in node.items()
             }
         if isinstance(node, list):

@@ -175,7 +175,9 @@ class AuditData:
 
     def __repr__(self) -> str:
         s = self.summary()
-        return f"AuditData(members={s['members']}, non_members={s['non_members']}, population={s['population']}, shape={s['feature_shape']})"
+        return (
+            f"AuditData(members={s['members']}, non_members={s['non_members']}, population={s['population']}, shape={s['feature_shape']})"
+        )
 
 
 # --------------------------------------------------------------------------- loaders
@@ -202,7 +204,9 @@ def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: 
         raise InvalidDataError(f"{p}: is not a readable .npz file ({exc}).") from exc
     missing = [k for k in _NPZ_KEYS if k not in arrays]
     if missing:
-        raise InvalidDataError(f"{p}: missing keys {missing}; found {sorted(arrays)}. Expected {list(_NPZ_KEYS)} (+ x_population, y_population).")
+        raise InvalidDataError(
+            f"{p}: missing keys {missing}; found {sorted(arrays)}. Expected {list(_NPZ_KEYS)} (+ x_population, y_population)."
+        )
     pop = (arrays["x_population"], arrays["y_population"]) if "x_population" in arrays and "y_population" in arrays else None
     return AuditData(
         (arrays["x_members"], arrays["y_members"]),
@@ -320,9 +324,7 @@ def load_image_folder(root: str | Path, *, size: tuple[int, int] | None = None, 
                 try:
                     from PIL import Image
                 except ImportError as exc:
-                    raise BackendUnavailableError(
-                        f"reading {f.suffix} images needs Pillow: pip install \"audit-sdk[images]\"."
-                    ) from exc
+                    raise BackendUnavailableError(f'reading {f.suffix} images needs Pillow: pip install "audit-sdk[images]".') from exc
                 with Image.open(f) as im:
                     mode = "L" if (grayscale or (grayscale is None and im.mode in ("L", "1", "P", "I", "I;16"))) else "RGB"
                     im2 = im.convert(mode)

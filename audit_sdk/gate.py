@@ -208,13 +208,13 @@ def evaluate_rules(report: AuditReport, rules: Sequence[Rule]) -> list[RuleOutco
     for rule in rules:
         split = _split_subject(rule.path, names)
         if split is None:
-            raise InvalidParameterError(
-                f"rule {rule.text!r} names an attack that was not run (attacks run: {', '.join(names) or 'none'})."
-            )
+            raise InvalidParameterError(f"rule {rule.text!r} names an attack that was not run (attacks run: {', '.join(names) or 'none'}).")
         subject, metric = split
         if subject == "privacy":
             if not report.privacy:
-                raise InvalidParameterError(f"rule {rule.text!r}: the report has no privacy figures (pass privacy= from a DP training run).")
+                raise InvalidParameterError(
+                    f"rule {rule.text!r}: the report has no privacy figures (pass privacy= from a DP training run)."
+                )
             try:
                 value = _lookup(report.privacy, metric)
             except KeyError:

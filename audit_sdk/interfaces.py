@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: Access levels an Attack may declare, from least to most demanding.
-ACCESS_LEVELS: tuple[str, ...] = ("label-only", "black-box", "white-box", "gradients")
+ACCESS_LEVELS: tuple[str, ...] = ("label-only", "black-box", "white-box", "gradients", "training")
 
 #: Defense perturbation points (DP-UTIL taxonomy).
 PERTURBATION_POINTS: tuple[str, ...] = ("input", "objective", "gradient", "parameters", "output")
@@ -87,9 +87,7 @@ class Component(ABC):
                 return params.model_copy(update=options)
             return params
         if params is not None and not isinstance(params, Mapping):
-            raise InvalidParameterError(
-                f"{cls.name}: params must be a mapping or {cls.__name__}.Params; got {type(params).__name__}."
-            )
+            raise InvalidParameterError(f"{cls.name}: params must be a mapping or {cls.__name__}.Params; got {type(params).__name__}.")
         merged = {**dict(params or {}), **options}
         try:
             return cls.Params(**merged)
@@ -206,7 +204,7 @@ class Defense(Component):
         return {}
 
 
-Access = Literal["label-only", "black-box", "white-box", "gradients"]
+Access = Literal["label-only", "black-box", "white-box", "gradients", "training"]
 
 
 class Attack(Component):
@@ -214,8 +212,9 @@ class Attack(Component):
 
     ``access`` declares what the attack needs from the target: ``label-only`` (predicted labels),
     ``black-box`` (probabilities), ``white-box`` (a torch model: gradients, representations),
-    ``gradients`` (a shared gradient, e.g. federated learning). The pipeline refuses a mismatch and
-    names an attack that would fit.
+    ``gradients`` (a shared gradient, e.g. federated learning), ``training`` (the architecture is
+    re-initialised and trained again, e.g. a DP audit with canaries). The pipeline refuses a
+    mismatch and names an attack that would fit.
     """
 
     kind: ClassVar[str] = "attack"

@@ -5,6 +5,10 @@ accuracy at a threshold, TPR at a fixed FPR (the highest TPR whose FPR does not 
 no interpolation, as in Carlini et al. 2022), and an empirical epsilon lower bound with
 Clopper-Pearson confidence intervals (Jagielski et al. 2020; Nasr et al. 2021).
 
+DP auditing with one training run (Steinke, Nasr and Jagielski 2023): canaries included with
+probability 1/2 and guessed by the auditor give an epsilon lower bound from one run
+(``one_run_p_value``, ``one_run_epsilon_lower_bound``, ``one_run_audit``).
+
 Reconstruction: SSIM (Wang et al. 2004, Gaussian window), PSNR and relative L2.
 
 Pure numpy (scipy imported lazily for the beta quantile and the Gaussian filter).
@@ -13,6 +17,7 @@ Pure numpy (scipy imported lazily for the beta quantile and the Gaussian filter)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,6 +29,9 @@ __all__ = [
     "auc",
     "epsilon_lower_bound",
     "membership_metrics",
+    "one_run_audit",
+    "one_run_epsilon_lower_bound",
+    "one_run_p_value",
     "precision_recall_accuracy",
     "psnr",
     "reconstruction_metrics",
@@ -93,9 +101,7 @@ def _cp_upper(k: np.ndarray, n: int, alpha: float) -> np.ndarray:
 _MAX_EPS_POINTS = 2000
 
 
-def epsilon_lower_bound(
-    fpr: np.ndarray, tpr: np.ndarray, n_pos: int, n_neg: int, *, delta: float = 0.0, alpha: float = 0.05
-) -> float:
+def epsilon_lower_bound(fpr: np.ndarray, tpr: np.ndarray, n_pos: int, n_neg: int, *, delta: float = 0.0, alpha: float = 0.05) -> float:
     """Empirical epsilon lower bound implied by the attack's ROC, with confidence ``1 - alpha``.
 
     For (epsilon, delta)-DP every test has FPR + e^eps FNR >= 1 - delta and FNR + e^eps FPR >= 1 - delta.
@@ -125,6 +131,138 @@ def epsilon_lower_bound(
     return float(max(best, 0.0))
 
 
+# --------------------------------------------------------------------------- one-run DP audit
+def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float = 0.0) -> float:
+    """P-value of ``v`` correct guesses out of ``r`` under the hypothesis "the run is (epsilon, delta)-DP".
+
+    Steinke, Nasr and Jagielski 2023 ("Privacy auditing with one (1) training run", Theorem 5.2
+    and Algorithm 2): ``m`` canaries are each included with probability 1/2 independently; the
+    auditor guesses in / out for ``r`` of them and abstains on the rest. Under (epsilon, 0)-DP the
+    number of correct guesses is dominated by Binomial(r, e^eps / (1 + e^eps)); delta adds
+    ``2 m delta`` times the largest average of the binomial's mass just below ``v``.
+
+    Raises:
+        InvalidParameterError: counts out of order (need 0 <= v <= r <= m) or a bad epsilon / delta.
+    """
+    from scipy.stats import binom
+
+    from .errors import InvalidParameterError
+
+    if not (0 <= v <= r <= m) or int(v) != v or int(r) != r or int(m) != m:
+        raise InvalidParameterError(f"need integers 0 <= v <= r <= m (correct <= guesses <= canaries); got m={m}, r={r}, v={v}.")
+    if not (epsilon >= 0 and math.isfinite(epsilon)) or not (0 <= delta <= 1):
+        raise InvalidParameterError(f"need epsilon >= 0 (finite) and delta in [0, 1]; got epsilon={epsilon!r}, delta={delta!r}.")
+    q = 1.0 / (1.0 + math.exp(-epsilon))  # accuracy of epsilon-DP randomised response
+    beta = float(binom.sf(v - 1, r, q))  # P[Binomial(r, q) >= v]
+    if delta == 0 or v == 0:
+        return min(1.0, beta)
+    i = np.arange(1, v + 1)
+    # alpha = max_i P[v > Binomial(r, q) >= v - i] / i (the paper's loop, vectorised)
+    alpha = float(np.max(np.cumsum(binom.pmf(v - i, r, q)) / i))
+    return min(1.0, beta + alpha * delta * 2 * m)
+
+
+def one_run_epsilon_lower_bound(m: int, r: int, v: int, *, delta: float = 0.0, alpha: float = 0.05) -> float:
+    """Largest epsilon rejected at level ``alpha`` by ``v`` correct of ``r`` guesses on ``m`` canaries.
+
+    The run is not (epsilon, delta)-DP for any epsilon below the returned value, with confidence
+    ``1 - alpha`` (Steinke et al. 2023, Algorithm 2; bisection to 1e-9 instead of 30 halvings).
+    Perfect guessing without delta has the closed form ``log(a / (1 - a))`` with
+    ``a = alpha ** (1 / r)``. Returns 0 when nothing can be rejected.
+    """
+    from .errors import InvalidParameterError
+
+    if not (0 < alpha < 1):
+        raise InvalidParameterError(f"alpha (1 - confidence) must lie in (0, 1); got {alpha!r}.")
+    if one_run_p_value(m, r, v, 0.0, delta) >= alpha:
+        return 0.0
+    lo, hi = 0.0, 1.0
+    while one_run_p_value(m, r, v, hi, delta) < alpha:
+        lo, hi = hi, 2.0 * hi
+        if hi > 1e3:  # only reachable with absurd counts; the p-value underflows first
+            return lo
+    while hi - lo > 1e-9 * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        if one_run_p_value(m, r, v, mid, delta) < alpha:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+#: Fractions of the canaries guessed (half "in" from the top scores, half "out" from the bottom)
+#: that ``one_run_audit`` tries; the confidence is Bonferroni-corrected over the ones tried.
+ONE_RUN_GUESS_FRACTIONS: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+def one_run_audit(
+    scores: Any,
+    truth: Any,
+    *,
+    delta: float = 0.0,
+    alpha: float = 0.05,
+    guesses: int | None = None,
+    guess_fractions: tuple[float, ...] = ONE_RUN_GUESS_FRACTIONS,
+    alternatives: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Turn canary scores (higher = included) into a one-run epsilon lower bound.
+
+    The auditor guesses "in" for the ``r / 2`` highest scores, "out" for the ``r / 2`` lowest and
+    abstains on the rest. With ``guesses`` fixed in advance one bound is taken at confidence
+    ``1 - alpha``. Otherwise every ``r`` in ``guess_fractions`` of the canaries is tried and the
+    best bound is reported at confidence ``1 - alpha`` overall: each is tested at
+    ``alpha / (number tried)`` (Bonferroni), because picking the best r after seeing the scores is
+    itself a choice the bound must pay for. ``alternatives`` are further scores of the same
+    canaries (other statistics, fixed before the run); they are tried too and the correction
+    counts every (statistic, r) pair.
+
+    Returns:
+        ``epsilon_lower_bound``, ``confidence``, ``guesses`` (r), ``correct`` (v), ``canaries``
+        (m), ``included``, ``statistic`` (``score`` or an alternative's name), ``tried`` (r values),
+        ``per_guesses`` (bound at each r, per statistic).
+    """
+    s, t = _check_scores(scores, truth)
+    stats = {"score": s, **{k: _check_scores(v, t)[0] for k, v in (alternatives or {}).items()}}
+    m = len(s)
+    if guesses is not None:
+        if not (1 <= guesses <= m):
+            from .errors import InvalidParameterError
+
+            raise InvalidParameterError(f"guesses must lie in [1, {m}] (the number of canaries); got {guesses}.")
+        rs = [int(guesses)]
+    else:
+        rs = sorted({max(1, min(m, int(round(f * m)))) for f in guess_fractions})
+    a = alpha / (len(rs) * len(stats))
+    per: dict[str, dict[str, float]] = {}
+    best: tuple[float, int, int, str] | None = None
+    for name, st in stats.items():
+        t_sorted = t[np.argsort(-st, kind="mergesort")]
+        # correct "in" guesses among the top k and correct "out" guesses among the bottom k
+        top_in = np.r_[0, np.cumsum(t_sorted)]
+        bottom_out = np.r_[0, np.cumsum(~t_sorted[::-1])]
+        per[name] = {}
+        for r in rs:
+            k_in = (r + 1) // 2
+            v = int(top_in[k_in] + bottom_out[r - k_in])
+            eps = one_run_epsilon_lower_bound(m, r, v, delta=delta, alpha=a)
+            per[name][str(r)] = eps
+            if best is None or eps > best[0] or (best[0] == 0.0 and eps == 0.0 and name == "score" and r == rs[-1]):
+                best = (eps, r, v, name)
+    assert best is not None
+    return {
+        "epsilon_lower_bound": best[0],
+        "confidence": 1.0 - alpha,
+        "delta": delta,
+        "guesses": best[1],
+        "correct": best[2],
+        "statistic": best[3],
+        "canaries": m,
+        "included": int(t.sum()),
+        "tried": rs,
+        "per_guesses": per if len(per) > 1 else per["score"],
+    }
+
+
 def precision_recall_accuracy(scores: Any, truth: Any, threshold: float) -> dict[str, float]:
     """Precision, recall and accuracy of "member iff score >= threshold".
 
@@ -142,26 +280,55 @@ def precision_recall_accuracy(scores: Any, truth: Any, threshold: float) -> dict
     }
 
 
-def membership_metrics(scores: Any, truth: Any, *, fprs: tuple[float, ...] = DEFAULT_FPRS, delta: float = 0.0) -> dict[str, Any]:
-    """All membership metrics of one attack, as reported in report.json."""
+def membership_metrics(
+    scores: Any,
+    truth: Any,
+    *,
+    fprs: tuple[float, ...] = DEFAULT_FPRS,
+    delta: float = 0.0,
+    bound: str = "roc",
+    alpha: float = 0.05,
+    guesses: int | None = None,
+    alternatives: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """All membership metrics of one attack, as reported in report.json.
+
+    ``bound`` says how ``epsilon_lower_bound`` is obtained: ``roc`` (Clopper-Pearson over the ROC,
+    for independent membership trials such as separate training runs) or ``one-run`` (canaries
+    included with probability 1/2 in one run, Steinke et al. 2023; its details go under
+    ``one_run``). Both hold with confidence ``1 - alpha``.
+    """
     s, t = _check_scores(scores, truth)
     fpr, tpr, thr = roc_curve(s, t)
     gap = tpr - fpr
     best = int(np.argmax(gap))
     n_pos, n_neg = int(t.sum()), int((~t).sum())
     bal = 0.5 * (tpr + 1.0 - fpr)
-    pra = precision_recall_accuracy(s, t, thr[best]) if np.isfinite(thr[best]) else {"precision": -1.0, "recall": 0.0, "accuracy": float((~t).mean())}
-    return {
+    pra = (
+        precision_recall_accuracy(s, t, thr[best])
+        if np.isfinite(thr[best])
+        else {"precision": -1.0, "recall": 0.0, "accuracy": float((~t).mean())}
+    )
+    out: dict[str, Any] = {
         "auc": auc(fpr, tpr),
         "advantage": float(gap[best]),
         "balanced_accuracy": float(bal.max()),
         "tpr_at_fpr": {f"{f:g}": tpr_at_fpr(fpr, tpr, f) for f in fprs},
-        "epsilon_lower_bound": epsilon_lower_bound(fpr, tpr, n_pos, n_neg, delta=delta),
+        "epsilon_lower_bound": epsilon_lower_bound(fpr, tpr, n_pos, n_neg, delta=delta, alpha=alpha) if bound == "roc" else None,
         "threshold": float(thr[best]),
         **pra,
         "n_members": n_pos,
         "n_non_members": n_neg,
     }
+    if bound == "one-run":
+        one = one_run_audit(s, t, delta=delta, alpha=alpha, guesses=guesses, alternatives=alternatives)
+        out["epsilon_lower_bound"] = one["epsilon_lower_bound"]
+        out["one_run"] = one
+    elif bound != "roc":
+        from .errors import InvalidParameterError
+
+        raise InvalidParameterError(f"bound must be 'roc' or 'one-run'; got {bound!r}.")
+    return out
 
 
 # --------------------------------------------------------------------------- images

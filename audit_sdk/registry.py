@@ -139,8 +139,8 @@ class ComponentInfo:
 class Registry:
     """Every registered component by kind and name, with lookups that suggest near misses::
 
-        reg = get_registry()
-        LossThreshold = reg.get("attack", "mia.loss-threshold")
+    reg = get_registry()
+    LossThreshold = reg.get("attack", "mia.loss-threshold")
     """
 
     pm: pluggy.PluginManager
@@ -198,7 +198,9 @@ def get_registry(pm: pluggy.PluginManager | None = None) -> Registry:
             for cls in classes:
                 where = f"{impl.plugin_name} ({package})"
                 if not (isinstance(cls, type) and issubclass(cls, base)):
-                    raise PluginError(f"{where}: {hook_name} returned {cls!r}, which is not a {base.__name__} subclass.", plugin_name=package)
+                    raise PluginError(
+                        f"{where}: {hook_name} returned {cls!r}, which is not a {base.__name__} subclass.", plugin_name=package
+                    )
                 name = getattr(cls, "name", None)
                 if not isinstance(name, str) or not _NAME_RE.match(name):
                     raise PluginError(

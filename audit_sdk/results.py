@@ -31,6 +31,10 @@ class AttackResult:
         labels: true class of each scored sample (for slicing), when known.
         extra: attack-specific figures (e.g. LiRA's number of reference models).
         data_range: value range of the images, for SSIM/PSNR.
+        bound: how the empirical epsilon lower bound is computed, as options of
+            ``metrics.membership_metrics``: empty for the ROC (Clopper-Pearson) bound of independent
+            membership trials; ``{"bound": "one-run", "delta": 1e-5, "alpha": 0.05}`` for canaries
+            included with probability 1/2 in one training run (``audit.dp``).
     """
 
     attack: str
@@ -44,6 +48,7 @@ class AttackResult:
     data_range: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    bound: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.kind == "membership":
@@ -63,7 +68,7 @@ class AttackResult:
     def metrics(self) -> dict[str, Any]:
         """The core's metrics for this result (computed once)."""
         if self.kind == "membership":
-            return _metrics.membership_metrics(self.scores, self.truth)
+            return _metrics.membership_metrics(self.scores, self.truth, **self.bound)
         orig, rec = np.asarray(self.originals), np.asarray(self.reconstructions)
         if orig.ndim == 2:  # tabular (N, D): a batch of 1 x D "images", not one N x D image
             orig, rec = orig[:, None, None, :], rec.reshape(len(rec), 1, 1, -1)

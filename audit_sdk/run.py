@@ -1,8 +1,8 @@
 """Running attacks: the shared context and the audit pipeline.
 
-    report = audit_sdk.run_audit("model.onnx", data, attacks=["mia.loss-threshold"], rng=0)
-    print(report.summary())
-    report.to_json("out/report.json")
+report = audit_sdk.run_audit("model.onnx", data, attacks=["mia.loss-threshold"], rng=0)
+print(report.summary())
+report.to_json("out/report.json")
 """
 
 from __future__ import annotations
@@ -84,9 +84,7 @@ def _alternatives(reg: Registry, target: Target) -> list[str]:
     return out
 
 
-def run_attack(
-    attack: Attack, target: Target, data: AuditData, *, rng: RNGLike = None, context: RunContext | None = None
-) -> AttackResult:
+def run_attack(attack: Attack, target: Target, data: AuditData, *, rng: RNGLike = None, context: RunContext | None = None) -> AttackResult:
     """Run one attack after checking access and data against the target; time it; fire the hook."""
     ctx = context or RunContext(registry=get_registry())
     check_access(target, attack.access, attack_name=attack.name, alternatives=_alternatives(ctx.registry, target))
@@ -363,7 +361,9 @@ def run_audit(
     tgt = load_target(target, registry=reg, **{**opts, **(target_options or {})})
     defense_objs = [reg.create("defense", d.name, d.params) for d in (cfg.defenses if cfg is not None else [])]
     for d in defenses:
-        defense_objs.append(reg.create("defense", d[0], d[1]) if isinstance(d, tuple) else (reg.create("defense", d) if isinstance(d, str) else d))
+        defense_objs.append(
+            reg.create("defense", d[0], d[1]) if isinstance(d, tuple) else (reg.create("defense", d) if isinstance(d, str) else d)
+        )
     for d in defense_objs:
         if "output" not in getattr(d, "points", ()):
             raise InvalidParameterError(

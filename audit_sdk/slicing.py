@@ -66,7 +66,13 @@ class Slice:
     value: Any = field(default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"name": self.name, "kind": self.kind, "value": self.value, "n_members": self.n_members, "n_non_members": self.n_non_members}
+        d: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "value": self.value,
+            "n_members": self.n_members,
+            "n_non_members": self.n_non_members,
+        }
         if self.metrics is not None:
             m = self.metrics
             d["metrics"] = {

@@ -372,7 +372,9 @@ def stream_membership(
         higher_is_member = HIGHER_IS_MEMBER.get(score, True)
     out = Path(out_dir)
     res_in = stream_scores(target, *members, out_path=out / f"members_{name}.npy", batch_size=batch_size, score=score, resume=resume)
-    res_out = stream_scores(target, *non_members, out_path=out / f"non_members_{name}.npy", batch_size=batch_size, score=score, resume=resume)
+    res_out = stream_scores(
+        target, *non_members, out_path=out / f"non_members_{name}.npy", batch_size=batch_size, score=score, resume=resume
+    )
     scores = np.concatenate([res_in.load(), res_out.load()])
     if not higher_is_member:
         np.negative(scores, out=scores)

@@ -10,7 +10,9 @@ Capabilities (``Target.capabilities``):
 - ``probabilities``: ``predict_proba`` and ``loss`` (black-box);
 - ``logits``: ``logits`` (raw scores before softmax);
 - ``white-box``: ``gradients`` and ``representations`` (torch);
-- ``gradients``: the model can produce a shared training gradient (torch).
+- ``gradients``: the model can produce a shared training gradient (torch);
+- ``trainable``: the model's architecture can be re-initialised and trained again (torch), which
+  ``training`` attacks need (``audit.dp`` trains its own runs with canaries).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ CAPABILITIES_FOR_ACCESS: dict[str, frozenset[str]] = {
     "black-box": frozenset({"labels", "probabilities"}),
     "white-box": frozenset({"labels", "probabilities", "white-box"}),
     "gradients": frozenset({"gradients"}),
+    "training": frozenset({"trainable"}),
 }
 
 

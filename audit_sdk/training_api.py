@@ -101,4 +101,3 @@ def train(
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, device=device, seed=seed)  # type: ignore[arg-type]
     trainer = Trainer(cfg, defenses=defenses, pm=pm)
     return trainer.fit(model, xa, ya, x_val=x_val, y_val=y_val, rng=rng)
-

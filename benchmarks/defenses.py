@@ -55,8 +55,15 @@ def suppress_rows() -> list[dict[str, Any]]:
         setup = digits_setup(**COMMON, defenses=defs)
         secs = time.perf_counter() - t0
         pop = setup.data.population
-        for r in privacy_utility_rows(setup.model, setup.data, attacks=ATTACKS, x_test=pop.x, y_test=pop.y,
-                                      defense=None if s_end is None else "defense.suppress", strength=s_end):
+        for r in privacy_utility_rows(
+            setup.model,
+            setup.data,
+            attacks=ATTACKS,
+            x_test=pop.x,
+            y_test=pop.y,
+            defense=None if s_end is None else "defense.suppress",
+            strength=s_end,
+        ):
             r["train_s"] = secs
             r["sparsity"] = defs[0].report_["overall_sparsity"] if defs else 0.0
             rows.append(r)
@@ -74,8 +81,18 @@ def output_rows() -> list[dict[str, Any]]:
             ("defense.rounding", "decimals", [0, 1, 2], {}),
             ("defense.output-noise", "scale", [0.05, 0.3, 1.0, 3.0], {"seed": 0}),
         ]:
-            rows += sweep_output_defense(target, setup.data, defense=name, param=param, values=values, base_params=base,
-                                         attacks=ATTACKS, x_test=pop.x, y_test=pop.y, include_baseline=False)
+            rows += sweep_output_defense(
+                target,
+                setup.data,
+                defense=name,
+                param=param,
+                values=values,
+                base_params=base,
+                attacks=ATTACKS,
+                x_test=pop.x,
+                y_test=pop.y,
+                include_baseline=False,
+            )
         lo = audit_sdk.get_registry().create("defense", "defense.label-only")
         rows += privacy_utility_rows(target, setup.data, defense=lo, attacks=ATTACKS, x_test=pop.x, y_test=pop.y)
     return rows
@@ -96,10 +113,16 @@ def morphing_rows() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
             mole = MorphedLearning(block_size=16, seed=1, aug_layer=mode)
             m2 = make_model(arch, input_shape=xtr.shape[1:], n_classes=10, seed=0)
             rep = Trainer(cfg, defenses=[mole]).fit(m2, xtr, ytr).defenses["defense.morphing"]
-            rows.append({"model": arch, "setting": f"morphed, aug layer {mode}",
-                         "accuracy": evaluate_accuracy(m2, mole.morph(xte), yte, device="cpu"),
-                         "compute_overhead": rep["compute_overhead"], "data_size_overhead": rep["data_size_overhead"],
-                         "aug_layer_bytes": rep["aug_layer_bytes"]})
+            rows.append(
+                {
+                    "model": arch,
+                    "setting": f"morphed, aug layer {mode}",
+                    "accuracy": evaluate_accuracy(m2, mole.morph(xte), yte, device="cpu"),
+                    "compute_overhead": rep["compute_overhead"],
+                    "data_size_overhead": rep["data_size_overhead"],
+                    "aug_layer_bytes": rep["aug_layer_bytes"],
+                }
+            )
     mole = MorphedLearning(block_size=16, seed=1).fit(xtr.shape[1:])
     curve = []
     for knows in (True, False):

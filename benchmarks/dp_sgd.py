@@ -30,16 +30,46 @@ def make(name: str) -> tuple[nn.Module, tuple[int, ...], int]:
     if name == "mlp":  # 64-128-10 on 8x8
         return nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)), (1, 8, 8), 256
     if name == "lenet":  # LeNet-5 on 1x28x28
-        return nn.Sequential(
-            nn.Conv2d(1, 6, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-            nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
-        ), (1, 28, 28), 256
+        return (
+            nn.Sequential(
+                nn.Conv2d(1, 6, 5),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(6, 16, 5),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Linear(256, 120),
+                nn.ReLU(),
+                nn.Linear(120, 84),
+                nn.ReLU(),
+                nn.Linear(84, 10),
+            ),
+            (1, 28, 28),
+            256,
+        )
     if name == "cnn":  # 4 convolutions, ~0.46M parameters, 3x32x32
-        return nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(128, 256, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 10),
-        ), (3, 32, 32), 128
+        return (
+            nn.Sequential(
+                nn.Conv2d(3, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(32, 64, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(64, 128, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(128, 256, 3, padding=1),
+                nn.ReLU(),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
+                nn.Linear(256, 256),
+                nn.ReLU(),
+                nn.Linear(256, 10),
+            ),
+            (3, 32, 32),
+            128,
+        )
     raise SystemExit(f"unknown model {name}")
 
 
@@ -102,8 +132,16 @@ def runner(impl: str, name: str, bs: int | None = None) -> Any:
             warnings.simplefilter("ignore")
             pe = PrivacyEngine()
             if mode == "ghost":
-                model, opt, crit, _ = pe.make_private(module=model, optimizer=opt, data_loader=dl, criterion=nn.CrossEntropyLoss(),
-                                                      noise_multiplier=1.0, max_grad_norm=1.0, grad_sample_mode="ghost", poisson_sampling=False)
+                model, opt, crit, _ = pe.make_private(
+                    module=model,
+                    optimizer=opt,
+                    data_loader=dl,
+                    criterion=nn.CrossEntropyLoss(),
+                    noise_multiplier=1.0,
+                    max_grad_norm=1.0,
+                    grad_sample_mode="ghost",
+                    poisson_sampling=False,
+                )
 
                 def step() -> None:
                     opt.zero_grad(set_to_none=True)
@@ -111,8 +149,15 @@ def runner(impl: str, name: str, bs: int | None = None) -> Any:
                     opt.step()
 
                 return step
-            model, opt, _ = pe.make_private(module=model, optimizer=opt, data_loader=dl, noise_multiplier=1.0, max_grad_norm=1.0,
-                                            grad_sample_mode=mode, poisson_sampling=False)
+            model, opt, _ = pe.make_private(
+                module=model,
+                optimizer=opt,
+                data_loader=dl,
+                noise_multiplier=1.0,
+                max_grad_norm=1.0,
+                grad_sample_mode=mode,
+                poisson_sampling=False,
+            )
 
         def step2() -> None:
             opt.zero_grad(set_to_none=True)
@@ -187,13 +232,23 @@ def accountants() -> list[tuple[str, float, str]]:
         rows.append(("dp_accounting PLD, interval 2e-5 (reference 'exact')", float("nan"), f"eps={ref:.5f}"))
     except ImportError:
         dpa = None  # type: ignore[assignment]
-    for label, fn in [("ours acct.rdp epsilon, 15000 steps (fresh accountant)", ours_rdp), ("ours acct.pld epsilon, 15000 steps", ours_pld)]:
+    for label, fn in [
+        ("ours acct.rdp epsilon, 15000 steps (fresh accountant)", ours_rdp),
+        ("ours acct.pld epsilon, 15000 steps", ours_pld),
+    ]:
         lab, ms, eps = timed(label, fn)
         err = f", {100 * (eps - ref) / ref:+.2f}% vs reference" if ref and "pld" in label else ""
         rows.append((lab, ms, f"eps={eps:.5f}{err}"))
-    lab, ms, s = timed("ours acct.rdp calibrate sigma for eps=3", lambda: RDPAccountant().calibrate(target_epsilon=3.0, delta=delta, sample_rate=q, steps=steps))
+    lab, ms, s = timed(
+        "ours acct.rdp calibrate sigma for eps=3",
+        lambda: RDPAccountant().calibrate(target_epsilon=3.0, delta=delta, sample_rate=q, steps=steps),
+    )
     rows.append((lab, ms, f"sigma={s:.5f}"))
-    lab, ms, s = timed("ours acct.pld calibrate sigma for eps=3", lambda: PLDAccountant().calibrate(target_epsilon=3.0, delta=delta, sample_rate=q, steps=steps), reps=1)
+    lab, ms, s = timed(
+        "ours acct.pld calibrate sigma for eps=3",
+        lambda: PLDAccountant().calibrate(target_epsilon=3.0, delta=delta, sample_rate=q, steps=steps),
+        reps=1,
+    )
     rows.append((lab, ms, f"sigma={s:.5f}"))
     if dpa is not None:
         for interval in (1e-3, 1e-4):
@@ -218,7 +273,11 @@ def accountants() -> list[tuple[str, float, str]]:
             lab, ms, eps = timed(label, fn, reps)
             err = f", {100 * (eps - ref) / ref:+.2f}% vs reference" if ref and "PRV" in label else ""
             rows.append((lab, ms, f"eps={eps:.5f}{err}"))
-        lab, ms, s = timed("opacus get_noise_multiplier (rdp) eps=3", lambda: get_noise_multiplier(target_epsilon=3.0, target_delta=delta, sample_rate=q, steps=steps, accountant="rdp"), reps=3)
+        lab, ms, s = timed(
+            "opacus get_noise_multiplier (rdp) eps=3",
+            lambda: get_noise_multiplier(target_epsilon=3.0, target_delta=delta, sample_rate=q, steps=steps, accountant="rdp"),
+            reps=3,
+        )
         rows.append((lab, ms, f"sigma={s:.5f}"))
     return rows
 
@@ -256,8 +315,11 @@ def main() -> None:
         row = {impl: statistics.median(times[impl]) * 1e3 if impl in times else float("nan") for impl in impls}
         results[name] = row
         best_opacus = min([v for k, v in row.items() if k.startswith("opacus") and np.isfinite(v)] or [float("nan")])
-        print(f"{name:8s} " + " ".join(f"{row[i]:12.1f}ms" for i in impls)
-              + f" {row['ours'] / row['non-private']:13.2f}x {row['ours'] / best_opacus:12.2f}x")
+        print(
+            f"{name:8s} "
+            + " ".join(f"{row[i]:12.1f}ms" for i in impls)
+            + f" {row['ours'] / row['non-private']:13.2f}x {row['ours'] / best_opacus:12.2f}x"
+        )
     print("(* ratio to Opacus's fastest mode measured above; goal <= 0.8. ours/non-private goal on CNNs <= 1.5)")
     if args.memory:
         print("\npeak RSS at batch 1024, CNN (MiB, whole process)")

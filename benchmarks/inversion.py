@@ -78,7 +78,19 @@ def speed(args: argparse.Namespace, setup) -> None:
                 invert_representation(f, phi[i : i + 1], tuple(x.shape[1:]), generator=gen, **kw)
             sync()
             t_single = time.perf_counter() - t0
-            rows.append([label, layer or "logits", len(x), args.iterations, t_batch, t_single, len(x) / t_batch, len(x) / t_single, t_single / t_batch])
+            rows.append(
+                [
+                    label,
+                    layer or "logits",
+                    len(x),
+                    args.iterations,
+                    t_batch,
+                    t_single,
+                    len(x) / t_batch,
+                    len(x) / t_single,
+                    t_single / t_batch,
+                ]
+            )
     # gradient inversion: K single-image shared gradients attacked in one vmap'd optimisation vs K runs
     from audit_sdk.plugins.inversion.gradient import invert_gradients, shared_gradients
 
@@ -115,7 +127,16 @@ def quality(args: argparse.Namespace, setup) -> None:
             common = dict(layer=layer, iterations=iters, n_samples=32, sets="members", evaluate=False)
             ours = RepresentationInversion(optimizer="adam", **common).run(target, setup.data, rng=0)
             ma = RepresentationInversion(optimizer="signed-step", **common).run(target, setup.data, rng=0)
-            rows.append([layer or "logits", iters, ma.metrics["ssim"], ours.metrics["ssim"], ma.extra["loss_trace"][-1], ours.extra["loss_trace"][-1]])
+            rows.append(
+                [
+                    layer or "logits",
+                    iters,
+                    ma.metrics["ssim"],
+                    ours.metrics["ssim"],
+                    ma.extra["loss_trace"][-1],
+                    ours.extra["loss_trace"][-1],
+                ]
+            )
     base = ours.extra["baseline"]
     _table(
         "2a. Same loss (weights 1, 0.01, 0.01), same start, equal iterations: MindArmour signed step vs Adam (ours)",
@@ -125,9 +146,13 @@ def quality(args: argparse.Namespace, setup) -> None:
     print(f"    baselines: blank image SSIM {base['blank_ssim']:.3f}, population mean image SSIM {base['mean_image_ssim']:.3f}")
     rows = []
     for layer in ("1", "4", None):
-        ma = RepresentationInversion(layer=layer, loss_weights=(1, 0.2, 5), optimizer="signed-step", iterations=100, n_samples=32, sets="members", evaluate=False)
+        ma = RepresentationInversion(
+            layer=layer, loss_weights=(1, 0.2, 5), optimizer="signed-step", iterations=100, n_samples=32, sets="members", evaluate=False
+        )
         ours = RepresentationInversion(layer=layer, n_samples=32, sets="members", evaluate=False)
-        rows.append([layer or "logits", ma.run(target, setup.data, rng=0).metrics["ssim"], ours.run(target, setup.data, rng=0).metrics["ssim"]])
+        rows.append(
+            [layer or "logits", ma.run(target, setup.data, rng=0).metrics["ssim"], ours.run(target, setup.data, rng=0).metrics["ssim"]]
+        )
     _table(
         "2b. MindArmour's exact set-up (weights 1, 0.2, 5; signed step; 100 iters) vs our defaults (1, 0.01, 0.01; Adam; 200 iters)",
         ["layer", "SSIM MindArmour", "SSIM ours"],
@@ -142,8 +167,13 @@ def sweep(args: argparse.Namespace, setup) -> None:
     target = TorchTarget(make_model("cnn", input_shape=(1, 8, 8), n_classes=10, seed=0), device="cpu")
     sizes, noises = [1, 2, 4, 8, 16], [0.0, 0.001, 0.01, 0.1, 1.0]
     r = GradientInversion(
-        batch_size=1, n_batches=args.batches, iterations=args.grad_iterations, evaluate=False, max_grad_norm=1.0,
-        sweep_batch_sizes=sizes, sweep_noise_multipliers=noises,
+        batch_size=1,
+        n_batches=args.batches,
+        iterations=args.grad_iterations,
+        evaluate=False,
+        max_grad_norm=1.0,
+        sweep_batch_sizes=sizes,
+        sweep_noise_multipliers=noises,
     ).run(target, setup.data, rng=0)
     cell = {(s["batch_size"], s["noise_multiplier"]): s for s in r.extra["sweep"]}
     rows = [[b] + [cell[(b, s)]["ssim"] for s in noises] + [cell[(b, 0.0)]["label_accuracy"]] for b in sizes]

@@ -149,7 +149,8 @@ def main() -> None:
             q = probe["box"]["query"] / args.repeats  # type: ignore[index]
             rows.append(
                 {
-                    "attack": name + (f" ({params.get('mode') or params.get('setting')})" if ("mode" in params or "setting" in params) else ""),
+                    "attack": name
+                    + (f" ({params.get('mode') or params.get('setting')})" if ("mode" in params or "setting" in params) else ""),
                     "ort calls": probe["session"].calls // args.repeats,  # type: ignore[attr-defined]
                     "ort s": ort_s,
                     "query s": q,
@@ -160,7 +161,9 @@ def main() -> None:
         print("\nQuery overhead (references cached): overhead = (query s - ort s) / ort s; goal < 10%")
         print(_table(rows, ["attack", "ort calls", "ort s", "query s", "overhead", "attack s"]))
         worst = max(r["overhead"] for r in rows)
-        print(f"\nworst query overhead: {worst:.1%}; total audit {total:.1f}s (goal < 300s on 2 cores); load average now {os.getloadavg()[0]:.2f}")
+        print(
+            f"\nworst query overhead: {worst:.1%}; total audit {total:.1f}s (goal < 300s on 2 cores); load average now {os.getloadavg()[0]:.2f}"
+        )
 
         # The wrappers above cost a few microseconds per call themselves, which is a visible share of
         # a 0.5 ms query. Without instrumentation: the audit's query (all 500 audited rows, one call)

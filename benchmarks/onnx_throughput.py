@@ -47,7 +47,11 @@ def main() -> None:
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(make_model(args.model, input_shape=(1, 28, 28), n_classes=10, seed=0), np.zeros((2, 1, 28, 28), np.float32), Path(tmp) / "m.onnx")
+        path = export_onnx(
+            make_model(args.model, input_shape=(1, 28, 28), n_classes=10, seed=0),
+            np.zeros((2, 1, 28, 28), np.float32),
+            Path(tmp) / "m.onnx",
+        )
         x = np.random.default_rng(0).random((args.n, 1, 28, 28), dtype=np.float32)
         batches = [x[i : i + args.batch_size] for i in range(0, len(x), args.batch_size)]
 
@@ -75,7 +79,9 @@ def main() -> None:
         ("OnnxTarget.logits", t_logits, t_bare / t_logits),
         ("OnnxTarget.predict_proba", t_proba, t_bare / t_proba),
     ]
-    print(f"model={args.model} 1x28x28, n={args.n}, batch={args.batch_size}, providers={','.join(target.providers)}, median of {args.repeats}")
+    print(
+        f"model={args.model} 1x28x28, n={args.n}, batch={args.batch_size}, providers={','.join(target.providers)}, median of {args.repeats}"
+    )
     print(f"{'path':<28}{'seconds':>10}{'samples/s':>14}{'ratio vs bare':>16}")
     for label, t, ratio in rows:
         print(f"{label:<28}{t:>10.4f}{args.n / t:>14.0f}{ratio:>16.3f}")

@@ -155,8 +155,20 @@ def part_speedup(args: argparse.Namespace) -> None:
     t_serial = best["inline"]
     rows = [
         ["local, 1 worker (inline)", f"{t_serial:.2f}", "1.00", "yes", f"{_concurrency(serial):.2f}"],
-        ["local, 2 workers, cold (one run, pool start incl.)", f"{t_cold:.2f}", f"{t_serial / t_cold:.2f}", "yes" if _same(serial, cold) else "NO", f"{_concurrency(cold):.2f}"],
-        ["local, 2 workers, warm", f"{best['pool']:.2f}", f"{t_serial / best['pool']:.2f}", "yes" if _same(serial, outs["pool"]) else "NO", f"{_concurrency(outs['pool']):.2f}"],
+        [
+            "local, 2 workers, cold (one run, pool start incl.)",
+            f"{t_cold:.2f}",
+            f"{t_serial / t_cold:.2f}",
+            "yes" if _same(serial, cold) else "NO",
+            f"{_concurrency(cold):.2f}",
+        ],
+        [
+            "local, 2 workers, warm",
+            f"{best['pool']:.2f}",
+            f"{t_serial / best['pool']:.2f}",
+            "yes" if _same(serial, outs["pool"]) else "NO",
+            f"{_concurrency(outs['pool']):.2f}",
+        ],
     ]
     if rex is not None:
         import ray
@@ -164,10 +176,15 @@ def part_speedup(args: argparse.Namespace) -> None:
         t_overhead, _ = timed(rex.map, noop, [(i,) for i in range(200)])
         rex.close()
         ray.shutdown()
-        rows.append([
-            f"ray, 2 CPUs, warm (ray.init {t_start:.1f} s once)", f"{best['ray']:.2f}", f"{t_serial / best['ray']:.2f}",
-            "yes" if _same(serial, outs["ray"]) else "NO", f"{_concurrency(outs['ray']):.2f}",
-        ])
+        rows.append(
+            [
+                f"ray, 2 CPUs, warm (ray.init {t_start:.1f} s once)",
+                f"{best['ray']:.2f}",
+                f"{t_serial / best['ray']:.2f}",
+                "yes" if _same(serial, outs["ray"]) else "NO",
+                f"{_concurrency(outs['ray']):.2f}",
+            ]
+        )
         rows.append([f"ray, per-task overhead (200 empty tasks, {t_overhead / 200 * 1000:.1f} ms each)", "", "", "", ""])
     rows.append(["calibration: machine parallel capacity per round", "", " ".join(f"{c:.2f}" for c in caps), "", ""])
     _table(
@@ -313,8 +330,7 @@ def part_reference(args: argparse.Namespace) -> None:
     params = sum(p.numel() for p in model.parameters())
     # CPU seconds do not grow when other processes share the cores; wall seconds do.
     _table(
-        f"3. per-reference cost, CIFAR-10-shaped (3x32x32), adapter CNN ({params:,} parameters), device {dev}, "
-        f"1 CPU thread, {n} examples",
+        f"3. per-reference cost, CIFAR-10-shaped (3x32x32), adapter CNN ({params:,} parameters), device {dev}, 1 CPU thread, {n} examples",
         ["quantity", "wall s", "CPU s"],
         [
             ["train, per 1,000 examples per epoch", f"{t_train:.3f}", f"{c_train:.3f}"],

@@ -41,17 +41,27 @@ def make_model(name: str, *, input_shape: Sequence[int], n_classes: int, hidden:
     c, h, w = shape
     if name == "cnn":
         body = nn.Sequential(
-            nn.Conv2d(c, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2) if min(h, w) >= 4 else nn.Identity(),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2) if min(h, w) >= 8 else nn.Identity(),
+            nn.Conv2d(c, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2) if min(h, w) >= 4 else nn.Identity(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2) if min(h, w) >= 8 else nn.Identity(),
             nn.Flatten(),
         )
         return nn.Sequential(*body, nn.Linear(_flat_dim(body, shape), hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
     if name == "lenet":
         pad = 2 if min(h, w) < 28 else 0
         body = nn.Sequential(
-            nn.Conv2d(c, 6, 5, padding=pad + 2 if min(h, w) < 12 else pad), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5, padding=2 if min(h, w) < 20 else 0), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 6, 5, padding=pad + 2 if min(h, w) < 12 else pad),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, padding=2 if min(h, w) < 20 else 0),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.Flatten(),
         )
-        return nn.Sequential(*body, nn.Linear(_flat_dim(body, shape), 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, n_classes))
+        return nn.Sequential(
+            *body, nn.Linear(_flat_dim(body, shape), 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, n_classes)
+        )
     raise InvalidParameterError(f"unknown model {name!r}; expected one of {MODEL_NAMES}.")

@@ -31,7 +31,7 @@ class TorchTarget(Target):
         device: ``auto`` (CUDA if available), ``cpu`` or ``cuda``.
     """
 
-    capabilities = frozenset({"labels", "probabilities", "logits", "white-box", "gradients"})
+    capabilities = frozenset({"labels", "probabilities", "logits", "white-box", "gradients", "trainable"})
     outputs_logits = True
 
     def __init__(

@@ -24,7 +24,7 @@ from audit_sdk.interfaces import Defense
 
 from ._util import resolve_device
 
-__all__ = ["TrainConfig", "TrainContext", "TrainResult", "Trainer", "evaluate_accuracy"]
+__all__ = ["TrainConfig", "TrainContext", "TrainResult", "Trainer", "add_flat_grad", "evaluate_accuracy", "sample_gradient_canaries"]
 
 
 class TrainConfig(BaseModel):
@@ -80,6 +80,11 @@ class TrainContext:
     #: the held-out data passed to ``fit`` (None when not given), e.g. for a defense to report accuracy
     x_val: Any = None
     y_val: Any = None
+    #: crafted per-example gradients (k, n_params) of extra records whose gradient is given rather
+    #: than computed (gradient canaries of a DP audit), in ``model.parameters()`` order. Each joins
+    #: each step with probability ``sample_rate``; a gradient defense clips and noises them like data,
+    #: plain training adds them unclipped. Set by a defense's ``on_train_begin``.
+    gradient_canaries: Any = None
 
 
 @dataclass
@@ -92,6 +97,25 @@ class TrainResult:
     steps: int
     stop_reason: str | None = None
     notes: list[str] = field(default_factory=list)
+
+
+def sample_gradient_canaries(ctx: TrainContext) -> torch.Tensor:
+    """The rows of ``ctx.gradient_canaries`` that join this step (each with probability ``sample_rate``)."""
+    g = ctx.gradient_canaries
+    keep = torch.rand(g.shape[0], generator=ctx.generator) < ctx.sample_rate
+    return g[keep.to(g.device)]
+
+
+def add_flat_grad(model: torch.nn.Module, flat: torch.Tensor) -> None:
+    """Add a flat vector (``model.parameters()`` order, trainable ones) to the parameters' ``.grad``."""
+    offset = 0
+    for q in model.parameters():
+        if not q.requires_grad:
+            continue
+        k = q.numel()
+        part = flat[offset : offset + k].view_as(q).to(q.dtype)
+        q.grad = part.clone() if q.grad is None else q.grad + part
+        offset += k
 
 
 def _per_example_ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -212,6 +236,8 @@ class Trainer:
                     loss = ctx.loss_fn(model(xb), yb).mean()
                     loss.backward()
                     ctx.metrics.setdefault("loss", float(loss.detach()))
+                    if ctx.gradient_canaries is not None:
+                        add_flat_grad(model, sample_gradient_canaries(ctx).sum(0) / len(idx))
                 opt.step()
                 for d in self.defenses:
                     d.on_step_end(ctx)

@@ -20,7 +20,16 @@ from ..errors import AuditSDKError, PolicyViolationError
 __all__ = ["main", "COMMANDS"]
 
 #: Modules (relative to this package) that add sub-commands, in help order.
-COMMANDS: tuple[str, ...] = ("plugins_cmd", "audit_cmd", "demo_cmd", "train_cmd", "epsilon_cmd", "calibrate_cmd", "config_cmd", "compare_cmd")
+COMMANDS: tuple[str, ...] = (
+    "plugins_cmd",
+    "audit_cmd",
+    "demo_cmd",
+    "train_cmd",
+    "epsilon_cmd",
+    "calibrate_cmd",
+    "config_cmd",
+    "compare_cmd",
+)
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 

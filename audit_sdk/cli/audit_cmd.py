@@ -21,11 +21,25 @@ def add_parser(sub: Any) -> None:
         help="run attacks on a model (an .onnx file) and write DIR/report.json and DIR/report.html",
         description="Audit a model. Options given on the command line override the config file's.",
     )
-    p.add_argument("model", nargs="?", help="path to the model (.onnx), or anything an installed adapter recognises (default: the config's target.model)")
-    p.add_argument("--data", help=".npz with x_members, y_members, x_non_members, y_non_members [, x_population, y_population] (default: the config's data)")
+    p.add_argument(
+        "model",
+        nargs="?",
+        help="path to the model (.onnx), or anything an installed adapter recognises (default: the config's target.model)",
+    )
+    p.add_argument(
+        "--data",
+        help=".npz with x_members, y_members, x_non_members, y_non_members [, x_population, y_population] (default: the config's data)",
+    )
     p.add_argument("--config", metavar="FILE", help="YAML or JSON audit config (see `audit-sdk config example`)")
-    p.add_argument("--attacks", nargs="+", metavar="NAME", help="attack names, space- or comma-separated (default: the config's, else mia.loss-threshold)")
-    p.add_argument("--param", action="append", metavar="NAME.KEY=VALUE", help="an attack option, e.g. mia.loss-threshold.calibration=per-class")
+    p.add_argument(
+        "--attacks",
+        nargs="+",
+        metavar="NAME",
+        help="attack names, space- or comma-separated (default: the config's, else mia.loss-threshold)",
+    )
+    p.add_argument(
+        "--param", action="append", metavar="NAME.KEY=VALUE", help="an attack option, e.g. mia.loss-threshold.calibration=per-class"
+    )
     p.add_argument("--seed", type=int, help="seed for every attack (default: the config's, else 0)")
     p.add_argument("--batch-size", type=int, help="inputs per model query (default 1024)")
     p.add_argument("--out", help="output directory (default: the config's output.dir, else audit-sdk-out)")
@@ -39,7 +53,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-html", action="store_true", help="do not write report.html")
     p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (and --json output); no progress bar")
-    p.add_argument("--executor", choices=["local", "ray"], help="where fan-out work (reference models) runs (default: the config's, else local)")
+    p.add_argument(
+        "--executor", choices=["local", "ray"], help="where fan-out work (reference models) runs (default: the config's, else local)"
+    )
     p.add_argument("--workers", type=int, help="local worker processes, or CPUs of a local Ray (0: all; default: the config's, else 1)")
     p.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster ('auto', 'ray://head:10001'); implies --executor ray")
     p.set_defaults(func=run)
@@ -91,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as exc:
             raise InvalidParameterError(f"--privacy {args.privacy!r}: cannot read JSON ({exc}).") from None
         if not isinstance(privacy, dict):
-            raise InvalidParameterError(f"--privacy {args.privacy!r}: expected a JSON object like {{\"epsilon\": 3.0, \"delta\": 1e-5}}.")
+            raise InvalidParameterError(f'--privacy {args.privacy!r}: expected a JSON object like {{"epsilon": 3.0, "delta": 1e-5}}.')
 
     seed = args.seed if args.seed is not None else (cfg.seed if cfg is not None else 0)
     batch = args.batch_size or (cfg.target.batch_size if cfg is not None and cfg.target is not None else 1024)
@@ -101,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or (cfg.output.dir if cfg is not None else "audit-sdk-out"))
     # scale flags override the config's executor; artefacts (per-example scores, reconstructions) go
     # under --out, and reference models are cached in --out/cache so a later audit reuses them
-    executor = resolve_executor(args.executor, workers=args.workers, address=args.ray_address, base=cfg.executor if cfg is not None else None)
+    executor = resolve_executor(
+        args.executor, workers=args.workers, address=args.ray_address, base=cfg.executor if cfg is not None else None
+    )
     show_progress = not (args.quiet or args.json) and sys.stderr.isatty()
     try:
         report = run_audit(

@@ -29,10 +29,14 @@ def run(args: argparse.Namespace) -> int:
         from ..plugins.dp.mechanisms import AdaGaussian
 
         schedule = AdaGaussian(decay_policy=args.decay_policy, noise_decay_rate=args.decay_rate).factors
-    sigma = acct.calibrate(target_epsilon=args.target_epsilon, delta=args.delta, sample_rate=args.sample_rate, steps=args.steps, schedule=schedule)
+    sigma = acct.calibrate(
+        target_epsilon=args.target_epsilon, delta=args.delta, sample_rate=args.sample_rate, steps=args.steps, schedule=schedule
+    )
     from .epsilon_cmd import history
 
-    ns = argparse.Namespace(noise_multiplier=sigma, sample_rate=args.sample_rate, steps=args.steps, decay_policy=args.decay_policy, decay_rate=args.decay_rate)
+    ns = argparse.Namespace(
+        noise_multiplier=sigma, sample_rate=args.sample_rate, steps=args.steps, decay_policy=args.decay_policy, decay_rate=args.decay_rate
+    )
     fresh = type(acct)(acct.params)
     fresh.extend(history(ns))
     eps = fresh.epsilon(args.delta)
@@ -41,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out))
     else:
         what = "sigma0" if args.decay_policy else "noise multiplier"
-        print(f"{what} = {sigma:.6g} (epsilon {eps:.6g} <= {args.target_epsilon:g} at delta {args.delta:g}, {args.steps} steps, "
-              f"sample rate {args.sample_rate:g}) [{acct.name}]")
+        print(
+            f"{what} = {sigma:.6g} (epsilon {eps:.6g} <= {args.target_epsilon:g} at delta {args.delta:g}, {args.steps} steps, "
+            f"sample rate {args.sample_rate:g}) [{acct.name}]"
+        )
     return 0

@@ -12,7 +12,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("config", help="audit config files: print the JSON Schema or a commented example, or check a file")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION")
     csub.required = True
-    csub.add_parser("schema", help="print the JSON Schema of audit configs (with every registered attack's options)").set_defaults(func=run_schema)
+    csub.add_parser("schema", help="print the JSON Schema of audit configs (with every registered attack's options)").set_defaults(
+        func=run_schema
+    )
     csub.add_parser("example", help="print a commented YAML config that validates").set_defaults(func=run_example)
     chk = csub.add_parser("check", help="validate a YAML/JSON config; print the errors with their field paths")
     chk.add_argument("file")

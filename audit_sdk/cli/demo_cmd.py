@@ -46,7 +46,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", default="audit-sdk-out/demo", help="output directory (default: audit-sdk-out/demo)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=60, help="training epochs per model (default 60)")
-    p.add_argument("--attacks", nargs="+", metavar="NAME", help="attacks to run (default: every registered membership and inversion attack)")
+    p.add_argument(
+        "--attacks", nargs="+", metavar="NAME", help="attacks to run (default: every registered membership and inversion attack)"
+    )
     p.add_argument("--no-defenses", action="store_true", help="train and audit the baseline only")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: the demo's models are tiny)")
     p.add_argument("--json", action="store_true", help="print comparison.json to stdout")
@@ -61,7 +63,9 @@ def demo_config(reg: Any, *, out: str, seed: int, epochs: int, attacks: list[str
     if attacks:
         names = [reg.get("attack", n).name for n in split_names(attacks)]
     else:
-        names = [n for n in reg.names("attack") if getattr(reg.get("attack", n), "result_kind", "membership") in ("membership", "reconstruction")]
+        names = [
+            n for n in reg.names("attack") if getattr(reg.get("attack", n), "result_kind", "membership") in ("membership", "reconstruction")
+        ]
     attack_specs = []
     for n in names:
         fields = reg.get("attack", n).Params.model_fields

@@ -27,7 +27,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "momentum"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--param", action="append", metavar="NAME.KEY=VALUE", help="extra defense option, e.g. defense.dp-sgd.clipping=per-layer")
+    p.add_argument(
+        "--param", action="append", metavar="NAME.KEY=VALUE", help="extra defense option, e.g. defense.dp-sgd.clipping=per-layer"
+    )
     p.add_argument("--out", default="audit-sdk-out/train", help="output directory (default audit-sdk-out/train)")
     p.add_argument("--json", action="store_true", help="print privacy.json to stdout")
     p.set_defaults(func=run)
@@ -99,21 +101,35 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    result = train(args.model, x, y, defense=defense, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                   optimizer=args.optimizer, seed=args.seed, x_val=x_val, y_val=y_val, **options)
+    result = train(
+        args.model,
+        x,
+        y,
+        defense=defense,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        seed=args.seed,
+        x_val=x_val,
+        y_val=y_val,
+        **options,
+    )
     seconds = time.perf_counter() - t0
     onnx_path = export_onnx(result.model, x[:2], out / "model.onnx")
     report: dict[str, Any] = dict(result.defenses.get(defense, {})) if defense else {}
-    report.update({
-        "defense": defense,
-        "model": args.model,
-        "epochs_run": len(result.history),
-        "train_accuracy": evaluate_accuracy(result.model, x, y, device="cpu"),
-        "stop_reason": result.stop_reason,
-        "notes": list(result.notes),
-        "seconds": seconds,
-        "onnx": str(onnx_path),
-    })
+    report.update(
+        {
+            "defense": defense,
+            "model": args.model,
+            "epochs_run": len(result.history),
+            "train_accuracy": evaluate_accuracy(result.model, x, y, device="cpu"),
+            "stop_reason": result.stop_reason,
+            "notes": list(result.notes),
+            "seconds": seconds,
+            "onnx": str(onnx_path),
+        }
+    )
     if x_val is not None:
         report["test_accuracy"] = evaluate_accuracy(result.model, x_val, y_val, device="cpu")
     path = out / "privacy.json"

@@ -34,9 +34,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise BackendUnavailableError(
-            'the ray executor needs Ray: pip install "audit-sdk[ray]" (or use --executor local).'
-        ) from exc
+        raise BackendUnavailableError('the ray executor needs Ray: pip install "audit-sdk[ray]" (or use --executor local).') from exc
     return ray
 
 
@@ -54,7 +52,8 @@ class _RayBackend:
         self._seen: dict[int, Any] = {}
         ex = ray.exceptions
         self._crash_types = tuple(
-            getattr(ex, n) for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError")
+            getattr(ex, n)
+            for n in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "OutOfMemoryError", "LocalRayletDiedError")
             if hasattr(ex, n)
         )
 

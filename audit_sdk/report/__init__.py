@@ -61,7 +61,11 @@ def verdict(report: AuditReport) -> dict[str, Any]:
     worst: dict[str, Any] = {}
     for r in members:
         m = r.metrics
-        for key, val in (("auc", m["auc"]), ("tpr_at_fpr_0.01", m["tpr_at_fpr"]["0.01"]), ("epsilon_lower_bound", m["epsilon_lower_bound"])):
+        for key, val in (
+            ("auc", m["auc"]),
+            ("tpr_at_fpr_0.01", m["tpr_at_fpr"]["0.01"]),
+            ("epsilon_lower_bound", m["epsilon_lower_bound"]),
+        ):
             if key not in worst or val > worst[key][0]:
                 worst[key] = (val, r.attack)
     eps = report.theoretical_epsilon()
@@ -172,7 +176,11 @@ def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list
         cols += [c for c in r if c not in cols]
     # membership figures first, then reconstruction, then the model's own figures
     first = ["model", "attack", "auc", "advantage", "tpr@0.1%", "tpr@1%", "eps_lb", "ssim", "psnr", "rel_l2"]
-    cols = [c for c in first if c in cols] + [c for c in cols if c not in first and c != "seconds"] + (["seconds"] if "seconds" in cols else [])
+    cols = (
+        [c for c in first if c in cols]
+        + [c for c in cols if c not in first and c != "seconds"]
+        + (["seconds"] if "seconds" in cols else [])
+    )
     if len(reports) == 1:
         cols.remove("model")
     return cols, [[_fmt(r.get(c)) for c in cols] for r in rows]
@@ -216,7 +224,11 @@ def _tradeoffs(reports: Sequence[AuditReport]) -> list[dict[str, str]]:
             {
                 "title": "Theoretical epsilon vs empirical lower bound",
                 "png": tradeoff_figure(
-                    series, xlabel="accountant epsilon", ylabel="empirical epsilon lower bound", title="epsilon: claimed vs measured", diagonal=True
+                    series,
+                    xlabel="accountant epsilon",
+                    ylabel="empirical epsilon lower bound",
+                    title="epsilon: claimed vs measured",
+                    diagonal=True,
                 ),
             }
         )
@@ -287,14 +299,24 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
                     }
                 )
     sections = [
-        {"title": f"{rep.label + ': ' if rep.label and len(reports) > 1 else ''}{s.get('title', 'section')}", "html": str(s.get("html", ""))}
+        {
+            "title": f"{rep.label + ': ' if rep.label and len(reports) > 1 else ''}{s.get('title', 'section')}",
+            "html": str(s.get("html", "")),
+        }
         for rep in reports
         for s in rep.sections
     ]
     policy = [{"label": rep.label or "model", **p} for rep in reports for p in rep.policy]
     configs = [{"label": rep.label or "model", "config": rep.config} for rep in reports if rep.config]
     details = [
-        {"label": rep.label or "model", "target": rep.target, "data": rep.data, "timings": rep.timings, "privacy": rep.privacy, "utility": rep.utility}
+        {
+            "label": rep.label or "model",
+            "target": rep.target,
+            "data": rep.data,
+            "timings": rep.timings,
+            "privacy": rep.privacy,
+            "utility": rep.utility,
+        }
         for rep in reports
     ]
     env = jinja2.Environment(

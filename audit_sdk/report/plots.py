@@ -59,7 +59,9 @@ def roc_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray, int]], *, tit
     return _png(fig)
 
 
-def tradeoff_figure(series: dict[str, list[tuple[str, float, float]]], *, xlabel: str, ylabel: str, title: str, diagonal: bool = False) -> str:
+def tradeoff_figure(
+    series: dict[str, list[tuple[str, float, float]]], *, xlabel: str, ylabel: str, title: str, diagonal: bool = False
+) -> str:
     """Points (one per model) joined per series, each point annotated with its model label.
 
     Args:

@@ -23,7 +23,9 @@ class ConfidenceAttack(Attack):
     def run(self, target: Any, data: Any, *, rng: Any = None, context: Any = None) -> AttackResult:
         x, y, truth = data.combined()
         p = target.predict_proba(x)[range(len(y)), y]
-        return AttackResult(attack=self.name, params=self.params.model_dump(), scores=p ** (1 / self.params.temperature), truth=truth, labels=y)
+        return AttackResult(
+            attack=self.name, params=self.params.model_dump(), scores=p ** (1 / self.params.temperature), truth=truth, labels=y
+        )
 
 
 @hookimpl

@@ -79,8 +79,12 @@ class HistoryAccountant(Accountant):
         if event.kind not in EVENT_PARAMS:
             raise InvalidParameterError(f"{self.name}: unknown event kind {event.kind!r}; expected one of {sorted(EVENT_PARAMS)}.")
         if event.kind not in self.supported_kinds and event.kind != "none":
-            others = {"gaussian": "acct.rdp, acct.pld, acct.zcdp, acct.gdp", "laplace": "acct.rdp, acct.pld, acct.zcdp",
-                      "vmf": "acct.rdp, acct.pld, acct.zcdp", "pure": "acct.rdp, acct.pld, acct.zcdp"}
+            others = {
+                "gaussian": "acct.rdp, acct.pld, acct.zcdp, acct.gdp",
+                "laplace": "acct.rdp, acct.pld, acct.zcdp",
+                "vmf": "acct.rdp, acct.pld, acct.zcdp",
+                "pure": "acct.rdp, acct.pld, acct.zcdp",
+            }
             raise InvalidParameterError(
                 f"{self.name} cannot account {event.kind!r} events (it supports {', '.join(self.supported_kinds)}); "
                 f"use one of {others.get(event.kind, 'the other accountants')}."

@@ -28,7 +28,9 @@ __all__ = [
 
 #: Fractional orders 1.1..10.9, integers 11..63 and a few large ones (dp_accounting's and Opacus's
 #: defaults, extended at the top so very small epsilons still find their optimum).
-DEFAULT_ORDERS: np.ndarray = np.concatenate([np.round(np.linspace(1.1, 10.9, 99), 10), np.arange(11, 64), [80.0, 128.0, 256.0, 512.0]]).astype(float)
+DEFAULT_ORDERS: np.ndarray = np.concatenate(
+    [np.round(np.linspace(1.1, 10.9, 99), 10), np.arange(11, 64), [80.0, 128.0, 256.0, 512.0]]
+).astype(float)
 
 _LOG_HALF = math.log(0.5)
 

@@ -40,7 +40,9 @@ class PLDAccountant(HistoryAccountant):
         interval: float = Field(1e-3, gt=0, le=0.1, description="grid spacing of the privacy loss")
         tail: float = Field(1e-15, gt=0, le=1e-8, description="mass allowed outside each window (added to delta)")
         sigma_resolution: float = Field(
-            0.0, ge=0, le=0.1,
+            0.0,
+            ge=0,
+            le=0.1,
             description="round noise multipliers down to this relative grid (conservative; speeds up decaying schedules)",
         )
 

@@ -40,7 +40,9 @@ class RDPAccountant(HistoryAccountant):
         model_config = ConfigDict(extra="forbid")
         orders: list[float] | None = Field(None, description="Rényi orders > 1 (default: 1.1..10.9, 11..63, 80, 128, 256, 512)")
         sigma_resolution: float = Field(
-            0.0, ge=0, le=0.1,
+            0.0,
+            ge=0,
+            le=0.1,
             description="round noise multipliers down to this relative grid (conservative; speeds up decaying schedules)",
         )
 

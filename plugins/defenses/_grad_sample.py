@@ -63,7 +63,9 @@ def unsupported_modules(model: nn.Module) -> list[str]:
     for name, m in model.named_modules():
         if not _own_trainable(m):
             continue
-        if not isinstance(m, _SUPPORTED) or (isinstance(m, (nn.Conv1d, nn.Conv2d)) and (m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str))):
+        if not isinstance(m, _SUPPORTED) or (
+            isinstance(m, (nn.Conv1d, nn.Conv2d)) and (m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str))
+        ):
             bad.append(f"{name or '<root>'} ({type(m).__name__})")
     return bad
 

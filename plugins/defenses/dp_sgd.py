@@ -82,7 +82,9 @@ class DPSGD(Defense):
             if self.min_clip > self.max_clip:
                 raise ValueError(f"min_clip ({self.min_clip}) must not exceed max_clip ({self.max_clip})")
             if not (self.min_clip <= self.max_grad_norm <= self.max_clip):
-                raise ValueError(f"max_grad_norm ({self.max_grad_norm}) must lie in [min_clip, max_clip] = [{self.min_clip}, {self.max_clip}]")
+                raise ValueError(
+                    f"max_grad_norm ({self.max_grad_norm}) must lie in [min_clip, max_clip] = [{self.min_clip}, {self.max_clip}]"
+                )
             return self
 
     params: Params
@@ -92,7 +94,9 @@ class DPSGD(Defense):
         from audit_sdk.registry import get_plugin_manager, get_registry
 
         pm = getattr(ctx, "pm", None)
-        return get_registry(pm if pm is not None and hasattr(pm, "hook") and hasattr(pm.hook, "register_mechanisms") else get_plugin_manager())
+        return get_registry(
+            pm if pm is not None and hasattr(pm, "hook") and hasattr(pm.hook, "register_mechanisms") else get_plugin_manager()
+        )
 
     @staticmethod
     def check_model(model: Any) -> None:
@@ -143,7 +147,11 @@ class DPSGD(Defense):
         self.accountant_ = acct_cls(acct_params)
         fields = getattr(mech_cls.Params, "model_fields", {})
         gaussian_like = "noise_multiplier" in fields and "secure_mode" in fields and hasattr(mech_cls, "factors")
-        base = mech_cls({**p.mechanism_params, "noise_multiplier": p.noise_multiplier or 1.0, "secure_mode": p.secure_mode}) if gaussian_like else None
+        base = (
+            mech_cls({**p.mechanism_params, "noise_multiplier": p.noise_multiplier or 1.0, "secure_mode": p.secure_mode})
+            if gaussian_like
+            else None
+        )
         if base is None or base.event(0).kind != "gaussian":
             raise InvalidParameterError(
                 f"defense.dp-sgd needs a Gaussian-family mechanism with a schedule (dp.gaussian, dp.ada-gaussian); got {p.mechanism}, "
@@ -245,11 +253,15 @@ class DPSGD(Defense):
         chunk = p.max_physical_batch_size or max(1, n)
         for s in range(0, max(n, 1), chunk):
             xs, ys = xb[s : s + chunk], yb[s : s + chunk]
-            res = clipped_grad_sum(model, ctx.loss_fn, xs, ys, clip=self.clip_, per_layer=p.clipping == "per-layer", mode=p.grad_sample_mode)
+            res = clipped_grad_sum(
+                model, ctx.loss_fn, xs, ys, clip=self.clip_, per_layer=p.clipping == "per-layer", mode=p.grad_sample_mode
+            )
             for acc, g in zip(sums, res.grads):
                 acc += g.detach()
             norms_parts.append(res.norms)
             loss_sum += res.loss * int(xs.shape[0])
+        if getattr(ctx, "gradient_canaries", None) is not None:
+            self._add_gradient_canaries(ctx, params, sums, norms_parts)
         norms = torch.cat(norms_parts) if norms_parts else torch.zeros(0)
         t = int(ctx.step)
         for q, acc in zip(params, sums):
@@ -275,14 +287,35 @@ class DPSGD(Defense):
             )
         return True
 
+    def _add_gradient_canaries(self, ctx: Any, params: list[Any], sums: list[Any], norms_parts: list[Any]) -> None:
+        """Gradient canaries (records whose per-example gradient is given): sampled and clipped like data."""
+
+        from audit_sdk.adapters.torch.training import sample_gradient_canaries
+
+        if self.params.clipping != "flat":
+            raise InvalidParameterError("gradient canaries are clipped as flat vectors; use clipping='flat' to audit with them.")
+        rows = sample_gradient_canaries(ctx)
+        if rows.shape[0] == 0:
+            return
+        norms = rows.norm(dim=1)
+        clipped = (rows * (self.clip_ / (norms + 1e-6)).clamp(max=1.0)[:, None]).sum(0)
+        offset = 0
+        for acc, q in zip(sums, params):
+            k = q.numel()
+            acc += clipped[offset : offset + k].view_as(acc).to(acc.dtype)
+            offset += k
+        norms_parts.append(norms.to(norms_parts[0].device if norms_parts else norms.device))
+
     def _update_clip(self, norms: Any, ctx: Any) -> None:
         import torch
 
         p = self.params
         # centred count (sensitivity 1/2), as in Andrew et al. 2021; counts norm <= C as unclipped
         centred = float((norms <= self.clip_).sum()) - 0.5 * float(norms.numel())
-        noisy = float(self.mechanism_.numpy_generator(None).normal(0.0, self.count_stddev_)) if p.secure_mode else float(
-            torch.normal(0.0, float(self.count_stddev_ or 0.0), size=(1,), generator=ctx.generator)
+        noisy = (
+            float(self.mechanism_.numpy_generator(None).normal(0.0, self.count_stddev_))
+            if p.secure_mode
+            else float(torch.normal(0.0, float(self.count_stddev_ or 0.0), size=(1,), generator=ctx.generator))
         )
         frac = (centred + noisy) / self.expected_batch_ + 0.5
         err = frac - p.target_unclipped_quantile
@@ -313,6 +346,8 @@ class DPSGD(Defense):
             "sampling": p.sampling,
             "target_epsilon": p.target_epsilon,
             "epsilon_per_epoch": list(self.epsilon_history_),
+            # what was charged, so any accountant can recompute epsilon (e.g. a DP audit comparing them)
+            "events": [{"kind": ev.kind, "params": dict(ev.params), "sample_rate": q, "count": c} for ev, q, c in _history(acct)],
             "secure_mode": p.secure_mode,
         }
         if getattr(acct, "optimal_order", None) is not None:
@@ -320,6 +355,11 @@ class DPSGD(Defense):
         if p.sampling != "poisson":
             out["accounting_assumption_violated"] = "shuffled fixed-size batches, accountant assumes Poisson sampling"
         return out
+
+
+def _history(acct: Any) -> list[tuple[PrivacyEvent, float, int]]:
+    h = getattr(acct, "history", [])  # a property on the built-in accountants; a method on some others
+    return list(h() if callable(h) else h)
 
 
 @hookimpl

@@ -142,7 +142,10 @@ class MorphedLearning(Defense):
         a = np.asarray(x)
         if not hasattr(self, "cores_"):
             self.fit(a.shape[1:])
-        self.data_bytes_ = {"original": int(a.nbytes), "morphed": int(np.dtype(a.dtype if a.dtype.kind == "f" else np.float32).itemsize * a.size)}
+        self.data_bytes_ = {
+            "original": int(a.nbytes),
+            "morphed": int(np.dtype(a.dtype if a.dtype.kind == "f" else np.float32).itemsize * a.size),
+        }
         return self.morph(a), y
 
     def wrap_target(self, target: Target) -> Target:

@@ -121,7 +121,9 @@ class SuppressPrivacy(Defense):
         if self.params.layers is None:
             chosen = [(n, p, MaskLayer.model_validate({"name": n})) for n, p in named if p.dim() >= 2]
             if not chosen:
-                raise InvalidModelError(f"{self.name}: the model has no weight with >= 2 dims to mask; pass layers=[...] naming parameters.")
+                raise InvalidModelError(
+                    f"{self.name}: the model has no weight with >= 2 dims to mask; pass layers=[...] naming parameters."
+                )
             return chosen
         out = []
         all_names = [n for n, _ in named]
@@ -213,8 +215,12 @@ class SuppressPrivacy(Defense):
 
         p = self.params
         s = cubic_sparsity(
-            cur_step, start_step=self._start_step, all_steps=self.mask_all_steps_,
-            sparse_start=p.sparse_start, sparse_end=p.sparse_end, last=self.cur_sparse_,
+            cur_step,
+            start_step=self._start_step,
+            all_steps=self.mask_all_steps_,
+            sparse_start=p.sparse_start,
+            sparse_end=p.sparse_end,
+            last=self.cur_sparse_,
         )
         self.cur_sparse_ = s
         record: dict[str, Any] = {"step": cur_step, "epoch": cur_epoch, "sparsity": s, "layers": {}}

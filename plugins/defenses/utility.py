@@ -35,7 +35,9 @@ def accuracy(target: Target, x: Any, y: Any) -> float:
     """Top-1 accuracy of the labels ``target`` serves on (x, y)."""
     ya = np.asarray(y)
     if len(ya) == 0 or len(ya) != len(np.asarray(x)):
-        raise InvalidDataError(f"accuracy needs one label per input and at least one input; got {len(np.asarray(x))} inputs, {len(ya)} labels.")
+        raise InvalidDataError(
+            f"accuracy needs one label per input and at least one input; got {len(np.asarray(x))} inputs, {len(ya)} labels."
+        )
     return float((target.predict_labels(x) == ya).mean())
 
 
@@ -110,12 +112,14 @@ def privacy_utility_rows(
         m = res.metrics
         row["status"] = "ok"
         if res.kind == "membership":
-            row.update({
-                "auc": m["auc"],
-                "advantage": m["advantage"],
-                **{f"tpr_at_{k}": v for k, v in m["tpr_at_fpr"].items()},
-                "epsilon_lower_bound": m["epsilon_lower_bound"],
-            })
+            row.update(
+                {
+                    "auc": m["auc"],
+                    "advantage": m["advantage"],
+                    **{f"tpr_at_{k}": v for k, v in m["tpr_at_fpr"].items()},
+                    "epsilon_lower_bound": m["epsilon_lower_bound"],
+                }
+            )
         else:
             row.update({k: m[k] for k in ("ssim", "psnr", "relative_l2") if k in m})
         rows.append(row)
@@ -146,8 +150,7 @@ def sweep_output_defense(
     cls = reg.get("defense", defense)
     if set(cls.points) != {"output"}:
         raise InvalidParameterError(
-            f"{cls.name} acts at {cls.points}, not at the output only; train one model per strength and call "
-            "privacy_utility_rows for each."
+            f"{cls.name} acts at {cls.points}, not at the output only; train one model per strength and call privacy_utility_rows for each."
         )
     tgt = target if isinstance(target, Target) else load_target(target, registry=reg, input_shape=data.feature_shape)
     rows: list[dict[str, Any]] = []
@@ -156,5 +159,7 @@ def sweep_output_defense(
     for v in values:
         d = reg.create("defense", cls.name, {**dict(base_params or {}), param: v})
         val = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-        rows += privacy_utility_rows(tgt, data, attacks=attacks, x_test=x_test, y_test=y_test, defense=d, strength=val, rng=rng, registry=reg)
+        rows += privacy_utility_rows(
+            tgt, data, attacks=attacks, x_test=x_test, y_test=y_test, defense=d, strength=val, rng=rng, registry=reg
+        )
     return rows

@@ -119,7 +119,7 @@ class _NoiseBase(Mechanism):
 class Gaussian(_NoiseBase):
     """Gaussian mechanism: adds N(0, (noise_multiplier * sensitivity)^2) to every coordinate.
 
-        noisy = Gaussian(noise_multiplier=1.1).perturb(x, sensitivity=1.0, step=0)
+    noisy = Gaussian(noise_multiplier=1.1).perturb(x, sensitivity=1.0, step=0)
     """
 
     name = "dp.gaussian"
@@ -208,7 +208,7 @@ class AdaGaussian(Gaussian):
 class Laplace(_NoiseBase):
     """Laplace mechanism: adds Laplace(0, noise_multiplier * L1 sensitivity); epsilon = 1 / noise_multiplier per step.
 
-        noisy = Laplace(noise_multiplier=2.0).perturb(counts, sensitivity=1.0, step=0)
+    noisy = Laplace(noise_multiplier=2.0).perturb(counts, sensitivity=1.0, step=0)
     """
 
     name = "dp.laplace"

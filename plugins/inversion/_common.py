@@ -99,7 +99,9 @@ def require_torch(attack_name: str) -> None:
     try:
         import torch  # noqa: F401
     except ImportError as exc:
-        raise BackendUnavailableError(f'{attack_name} optimises with torch, which is not installed: pip install "audit-sdk[torch]".') from exc
+        raise BackendUnavailableError(
+            f'{attack_name} optimises with torch, which is not installed: pip install "audit-sdk[torch]".'
+        ) from exc
 
 
 def torch_module(target: Target, attack_name: str) -> torch.nn.Module:
@@ -221,7 +223,9 @@ def evaluation_accuracy(model: Any, x: np.ndarray, y: np.ndarray) -> dict[str, f
     }
 
 
-def eval_by_set(model: Any, recon: np.ndarray, y: np.ndarray, is_member: np.ndarray, originals: np.ndarray | None = None) -> dict[str, Any] | None:
+def eval_by_set(
+    model: Any, recon: np.ndarray, y: np.ndarray, is_member: np.ndarray, originals: np.ndarray | None = None
+) -> dict[str, Any] | None:
     """Evaluation-classifier scores on the reconstructions (all, members, non-members) and, as the
     reference a perfect reconstruction would reach, on the originals."""
     if model is None:
@@ -321,7 +325,7 @@ def save_artifacts(
             paths["grid"] = str(p)
         else:
             warnings.warn(
-                f"{attack_name}: no image library to draw grid.png; install one with pip install \"audit-sdk[report]\". "
+                f'{attack_name}: no image library to draw grid.png; install one with pip install "audit-sdk[report]". '
                 "The arrays were saved.",
                 AuditSDKWarning,
                 stacklevel=3,

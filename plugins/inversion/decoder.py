@@ -53,14 +53,31 @@ def output_features(probs: np.ndarray, *, features: str, truncate: int | None) -
 class InversionDecoder:
     """An MLP from output features to inputs in the box [lo, hi] (sigmoid output, rescaled).
 
-        dec = InversionDecoder(shape=(1, 8, 8), bounds=(0, 1)).fit(features, x_aux)
-        x_hat = dec.predict(features_of_victims)
+    dec = InversionDecoder(shape=(1, 8, 8), bounds=(0, 1)).fit(features, x_aux)
+    x_hat = dec.predict(features_of_victims)
     """
 
-    def __init__(self, shape: tuple[int, ...], bounds: tuple[float, float], *, hidden: int = 256, epochs: int = 100,
-                 lr: float = 1e-3, batch_size: int = 64, weight_decay: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, ...],
+        bounds: tuple[float, float],
+        *,
+        hidden: int = 256,
+        epochs: int = 100,
+        lr: float = 1e-3,
+        batch_size: int = 64,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.shape, self.bounds = tuple(shape), bounds
-        self.hidden, self.epochs, self.lr, self.batch_size, self.weight_decay, self.seed = hidden, epochs, lr, batch_size, weight_decay, seed
+        self.hidden, self.epochs, self.lr, self.batch_size, self.weight_decay, self.seed = (
+            hidden,
+            epochs,
+            lr,
+            batch_size,
+            weight_decay,
+            seed,
+        )
         self.net_: torch.nn.Module | None = None
         self.mu_: np.ndarray | None = None
         self.sd_: np.ndarray | None = None
@@ -147,7 +164,13 @@ class DecoderInversion(Attack):
         shape = tuple(data.feature_shape)
         pop_probs = target.predict_proba(pop.x)
         dec = InversionDecoder(
-            shape, (lo, hi), hidden=p.hidden, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, weight_decay=p.weight_decay,
+            shape,
+            (lo, hi),
+            hidden=p.hidden,
+            epochs=p.epochs,
+            lr=p.lr,
+            batch_size=p.batch_size,
+            weight_decay=p.weight_decay,
             seed=C.torch_seed(gen),
         ).fit(output_features(pop_probs, features=p.features, truncate=p.truncate), pop.x)
         sel = C.select_samples(data, p.sets, p.n_samples, gen)
@@ -177,7 +200,14 @@ class DecoderInversion(Attack):
             "evaluation": C.eval_by_set(eval_model, recon, sel.y, sel.is_member, originals),
         }
         return C.finish(
-            self, reconstructions=recon, originals=originals, labels=sel.y, bounds=(lo, hi), data_range=data_range, extra=extra, context=context
+            self,
+            reconstructions=recon,
+            originals=originals,
+            labels=sel.y,
+            bounds=(lo, hi),
+            data_range=data_range,
+            extra=extra,
+            context=context,
         )
 
 

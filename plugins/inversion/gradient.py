@@ -233,7 +233,9 @@ class GradientInversion(Attack):
     """
 
     name = "inversion.gradient"
-    summary = "Reconstruct a training batch from one shared gradient (DLG, iDLG, inverting gradients), optionally DP-SGD clipped and noised."
+    summary = (
+        "Reconstruct a training batch from one shared gradient (DLG, iDLG, inverting gradients), optionally DP-SGD clipped and noised."
+    )
     access = "gradients"
     result_kind = "reconstruction"
 
@@ -245,7 +247,9 @@ class GradientInversion(Attack):
         loss: Literal["cosine", "l2"] = Field("cosine", description="Gradient distance: cosine (inverting gradients) or squared L2 (DLG).")
         tv_weight: float = Field(1e-2, ge=0)
         iterations: int = Field(300, ge=1, le=100_000)
-        step_size: float | None = Field(None, gt=0, description="Adam learning rate (default 0.5 x input range; decayed 10x at 3/8, 5/8, 7/8).")
+        step_size: float | None = Field(
+            None, gt=0, description="Adam learning rate (default 0.5 x input range; decayed 10x at 3/8, 5/8, 7/8)."
+        )
         max_grad_norm: float | None = Field(None, gt=0, description="DP-SGD per-example clip norm on the shared gradient.")
         noise_multiplier: float = Field(0.0, ge=0, description="DP-SGD noise std / max_grad_norm on the shared gradient.")
         secure_noise: bool = Field(False, description="Seed the DP noise from the OS's cryptographic source (not reproducible).")
@@ -264,7 +268,16 @@ class GradientInversion(Attack):
             return self
 
     def _attack_once(
-        self, model: Any, x: np.ndarray, y: np.ndarray, *, batch_size: int, noise: float, bounds: tuple[float, float], n_classes: int, gen: np.random.Generator
+        self,
+        model: Any,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        batch_size: int,
+        noise: float,
+        bounds: tuple[float, float],
+        n_classes: int,
+        gen: np.random.Generator,
     ) -> dict[str, Any]:
         import torch
 
@@ -323,7 +336,16 @@ class GradientInversion(Attack):
         x = members.x[idx].astype(np.float32)  # the true inputs: the bounds constrain reconstructions only
         y = members.y[idx].astype(np.int64)
         k = min(p.n_batches, len(x) // p.batch_size)
-        main = self._attack_once(model, x[: k * p.batch_size], y[: k * p.batch_size], batch_size=p.batch_size, noise=p.noise_multiplier, bounds=(lo, hi), n_classes=n_classes, gen=gen)
+        main = self._attack_once(
+            model,
+            x[: k * p.batch_size],
+            y[: k * p.batch_size],
+            batch_size=p.batch_size,
+            noise=p.noise_multiplier,
+            bounds=(lo, hi),
+            n_classes=n_classes,
+            gen=gen,
+        )
         data_range = hi - lo
         originals, recon = main["originals"], main["reconstructions"]
         ref = data.population.x if data.population is not None else None
@@ -338,9 +360,20 @@ class GradientInversion(Attack):
                     if (b, s) == (p.batch_size, p.noise_multiplier):
                         r = main  # the headline attack is one cell of the grid
                     else:
-                        r = self._attack_once(model, x[: kk * b], y[: kk * b], batch_size=b, noise=s, bounds=(lo, hi), n_classes=n_classes, gen=gen)
+                        r = self._attack_once(
+                            model, x[: kk * b], y[: kk * b], batch_size=b, noise=s, bounds=(lo, hi), n_classes=n_classes, gen=gen
+                        )
                     m = reconstruction_metrics(C.as_images(r["originals"]), C.as_images(r["reconstructions"]), data_range=data_range)
-                    sweep.append({"batch_size": b, "noise_multiplier": s, "ssim": m["ssim"], "psnr": m["psnr"], "relative_l2": m["relative_l2"], "label_accuracy": r["label_accuracy"]})
+                    sweep.append(
+                        {
+                            "batch_size": b,
+                            "noise_multiplier": s,
+                            "ssim": m["ssim"],
+                            "psnr": m["psnr"],
+                            "relative_l2": m["relative_l2"],
+                            "label_accuracy": r["label_accuracy"],
+                        }
+                    )
         eval_model = C.evaluation_classifier(data, epochs=p.eval_epochs, seed=0, context=context) if p.evaluate else None
         extra: dict[str, Any] = {
             "batch_size": p.batch_size,
@@ -355,7 +388,14 @@ class GradientInversion(Attack):
             "members_vs_non_members": "not applicable: the shared gradient comes from the client's (member) batch",
         }
         return C.finish(
-            self, reconstructions=recon, originals=originals, labels=main["labels"], bounds=(lo, hi), data_range=data_range, extra=extra, context=context
+            self,
+            reconstructions=recon,
+            originals=originals,
+            labels=main["labels"],
+            bounds=(lo, hi),
+            data_range=data_range,
+            extra=extra,
+            context=context,
         )
 
 

@@ -32,9 +32,9 @@ from . import _common as C
 class ModelInversion(Attack):
     """Reconstruct a representative input of each class from a white-box model (MIFace).
 
-        result = ModelInversion(iterations=300).run(target, data, rng=0)
-        result.reconstructions[c]                    # what the model thinks class c looks like
-        result.extra["evaluation"]["accuracy"]       # an independent classifier agrees?
+    result = ModelInversion(iterations=300).run(target, data, rng=0)
+    result.reconstructions[c]                    # what the model thinks class c looks like
+    result.extra["evaluation"]["accuracy"]       # an independent classifier agrees?
     """
 
     name = "inversion.model"
@@ -116,7 +116,14 @@ class ModelInversion(Attack):
             "evaluation": C.evaluation_accuracy(eval_model, recon, classes) if eval_model is not None else None,
         }
         return C.finish(
-            self, reconstructions=recon, originals=member_means, labels=classes, bounds=(lo, hi), data_range=data_range, extra=extra, context=context
+            self,
+            reconstructions=recon,
+            originals=member_means,
+            labels=classes,
+            bounds=(lo, hi),
+            data_range=data_range,
+            extra=extra,
+            context=context,
         )
 
 

@@ -238,7 +238,14 @@ class RepresentationInversion(Attack):
             "loss_trace": trace,
         }
         return C.finish(
-            self, reconstructions=recon, originals=originals, labels=sel.y, bounds=(lo, hi), data_range=data_range, extra=extra, context=context
+            self,
+            reconstructions=recon,
+            originals=originals,
+            labels=sel.y,
+            bounds=(lo, hi),
+            data_range=data_range,
+            extra=extra,
+            context=context,
         )
 
 

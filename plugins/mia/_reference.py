@@ -132,7 +132,7 @@ def _resolve_arch(params: ReferenceParams, target: Target, data: AuditData, cont
             return _Arch(builder, f"onnx2torch:{_model_identity(builder)}")
         note = (
             "architecture='from-target' could not derive a torch model from the target (it needs an ONNX target, the optional "
-            'onnx2torch package: pip install "audit-sdk[onnx2torch]", and a graph it can convert); used \'auto\' instead'
+            "onnx2torch package: pip install \"audit-sdk[onnx2torch]\", and a graph it can convert); used 'auto' instead"
         )
         choice = "auto"
     if choice == "factory" and factory is None:
@@ -171,7 +171,9 @@ def _onnx_template(target: Target) -> Any:
 
 
 # --------------------------------------------------------------------------- training task
-def _train_reference(builder: Callable[[int], Any], x: np.ndarray, y: np.ndarray, config: dict[str, Any], seed: int, path: str, threads: int | None) -> str:
+def _train_reference(
+    builder: Callable[[int], Any], x: np.ndarray, y: np.ndarray, config: dict[str, Any], seed: int, path: str, threads: int | None
+) -> str:
     """Train one reference model and save its state_dict at ``path`` (skipped when it exists)."""
     if Path(path).is_file():
         return path
@@ -346,7 +348,9 @@ def get_reference_set(
         for t in tasks:
             if not Path(t[5]).is_file():
                 _train_reference(*t)
-    builder_seeds = [int(np.random.SeedSequence([params.reference_seed, 0x5EED, i]).generate_state(1)[0]) for i in range(params.n_references)]
+    builder_seeds = [
+        int(np.random.SeedSequence([params.reference_seed, 0x5EED, i]).generate_state(1)[0]) for i in range(params.n_references)
+    ]
     ref = ReferenceSet(
         kind=kind,
         builder=_SeededBuilder(arch.builder, builder_seeds),

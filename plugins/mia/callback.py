@@ -93,6 +93,8 @@ class MembershipInferenceCallback:
             "epsilon_lower_bound": m["epsilon_lower_bound"],
             "leakage_risk": result.extra.get("verdict", {}).get("leakage_risk"),
         }
-        rec.update({f"train_{k}": v for k, v in metrics.items() if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)})
+        rec.update(
+            {f"train_{k}": v for k, v in metrics.items() if k != "epoch" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        )
         self.history.append(rec)
         self.results.append(result)

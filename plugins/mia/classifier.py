@@ -214,9 +214,16 @@ class ClassifierAttack(Attack):
             extra=extra,
         )
 
-
     def _cross_fit(
-        self, target: Target, probs: np.ndarray, feats: np.ndarray, y: np.ndarray, truth: np.ndarray, gen: np.random.Generator, seed: int, context: Any
+        self,
+        target: Target,
+        probs: np.ndarray,
+        feats: np.ndarray,
+        y: np.ndarray,
+        truth: np.ndarray,
+        gen: np.random.Generator,
+        seed: int,
+        context: Any,
     ) -> AttackResult:
         """Target-split with cross-fitting: every sample is scored by a model that never saw it.
 
@@ -248,11 +255,20 @@ class ClassifierAttack(Attack):
             "n_attack_train": int(len(truth) - len(truth) // k),
         }
         stats = true_class_stats(probs, y)
-        return finish(self, scores=scores, truth=truth, labels=y, predicted=probs.argmax(axis=1), loss=stats["loss"], context=context, extra=extra)
+        return finish(
+            self, scores=scores, truth=truth, labels=y, predicted=probs.argmax(axis=1), loss=stats["loss"], context=context, extra=extra
+        )
 
 
 def _fit_select(
-    configs: list[AttackModelConfig], fx: np.ndarray, fy: np.ndarray, ex: np.ndarray | None, et: np.ndarray | None, *, seed: int, metrics: Sequence[str]
+    configs: list[AttackModelConfig],
+    fx: np.ndarray,
+    fy: np.ndarray,
+    ex: np.ndarray | None,
+    et: np.ndarray | None,
+    *,
+    seed: int,
+    metrics: Sequence[str],
 ) -> tuple[Any, list[dict[str, Any]]]:
     """Fit every configured search; return the one with the best cross-validated AUC and a summary of each.
 

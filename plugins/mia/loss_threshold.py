@@ -43,7 +43,9 @@ class LossThreshold(Attack):
                 ref_loss, ref_y = target.loss(data.population.x, data.population.y), data.population.y
             else:
                 ref_loss, ref_y = loss, y
-            centre = np.array([np.median(ref_loss[ref_y == k]) if (ref_y == k).any() else np.median(ref_loss) for k in range(data.n_classes)])
+            centre = np.array(
+                [np.median(ref_loss[ref_y == k]) if (ref_y == k).any() else np.median(ref_loss) for k in range(data.n_classes)]
+            )
             loss = loss - centre[y]
         # slices by class and loss decile, the verdict, and saved scores, as every membership attack has
         return finish(self, scores=-loss, truth=truth, labels=y, predicted=None, loss=raw_loss, context=context)

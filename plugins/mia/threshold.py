@@ -56,7 +56,9 @@ class ThresholdAttack(Attack):
             else:
                 ref, ref_y = value, y
             overall = np.median(ref)
-            centre = np.array([np.median(ref[ref_y == k]) if (ref_y == k).any() else overall for k in range(max(data.n_classes, int(y.max()) + 1))])
+            centre = np.array(
+                [np.median(ref[ref_y == k]) if (ref_y == k).any() else overall for k in range(max(data.n_classes, int(y.max()) + 1))]
+            )
             value = value - centre[y]
         return finish(self, scores=value, truth=truth, labels=y, predicted=probs.argmax(axis=1), loss=stats["loss"], context=context)
 

@@ -69,7 +69,9 @@ def test_trainer_learns_and_is_reproducible():
     for pa, pb in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(pa, pb)
     with pytest.raises(InvalidDataError, match="NaN or inf"):
-        Trainer(TrainConfig(epochs=1)).fit(make_model("mlp", input_shape=(1, 8, 8), n_classes=10), np.full((4, 1, 8, 8), np.nan), np.zeros(4, int))
+        Trainer(TrainConfig(epochs=1)).fit(
+            make_model("mlp", input_shape=(1, 8, 8), n_classes=10), np.full((4, 1, 8, 8), np.nan), np.zeros(4, int)
+        )
     with pytest.raises(InvalidParameterError, match="invalid training config"):
         Trainer({"epochs": 1, "learning_rate": 0.1})
 

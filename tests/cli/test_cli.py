@@ -43,7 +43,9 @@ def test_plugins_table(capsys):
 
 
 def test_audit_writes_versioned_report(digits_memorised_onnx, npz, tmp_path, capsys):
-    code = main(["audit", str(digits_memorised_onnx), "--data", str(npz), "--attacks", "mia.loss-threshold", "--seed", "3", "--out", str(tmp_path)])
+    code = main(
+        ["audit", str(digits_memorised_onnx), "--data", str(npz), "--attacks", "mia.loss-threshold", "--seed", "3", "--out", str(tmp_path)]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "mia.loss-threshold" in out and "auc" in out
@@ -62,8 +64,21 @@ def test_audit_writes_versioned_report(digits_memorised_onnx, npz, tmp_path, cap
 
 
 def test_attacks_comma_separated_and_options_after_names(digits_memorised_onnx, npz, tmp_path, capsys):
-    code = main(["audit", str(digits_memorised_onnx), "--data", str(npz), "--attacks", "mia.loss-threshold,loss-threshold",
-                 "--param", "loss-threshold.calibration=per-class", "--out", str(tmp_path), "--json"])
+    code = main(
+        [
+            "audit",
+            str(digits_memorised_onnx),
+            "--data",
+            str(npz),
+            "--attacks",
+            "mia.loss-threshold,loss-threshold",
+            "--param",
+            "loss-threshold.calibration=per-class",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ]
+    )
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert [a["params"]["calibration"] for a in report["attacks"]] == ["global", "per-class"]
@@ -76,13 +91,26 @@ def test_unknown_attack_suggests_the_nearest(digits_memorised_onnx, npz, tmp_pat
 
 
 def test_unknown_option(digits_memorised_onnx, npz, tmp_path, capsys):
-    code = main(["audit", str(digits_memorised_onnx), "--data", str(npz), "--param", "mia.loss-threshold.calibraton=global", "--out", str(tmp_path)])
+    code = main(
+        ["audit", str(digits_memorised_onnx), "--data", str(npz), "--param", "mia.loss-threshold.calibraton=global", "--out", str(tmp_path)]
+    )
     line = _one_line_error(capsys, code)
     assert "unknown option 'calibraton'" in line
 
 
 def test_bad_option_value(digits_memorised_onnx, npz, tmp_path, capsys):
-    code = main(["audit", str(digits_memorised_onnx), "--data", str(npz), "--param", "mia.loss-threshold.calibration=sideways", "--out", str(tmp_path)])
+    code = main(
+        [
+            "audit",
+            str(digits_memorised_onnx),
+            "--data",
+            str(npz),
+            "--param",
+            "mia.loss-threshold.calibration=sideways",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     line = _one_line_error(capsys, code)
     assert "calibration" in line and "sideways" in line
 
@@ -104,10 +132,20 @@ def _write(tmp_path, name, members, non_members):
 
 def test_data_that_does_not_fit_the_model(digits_memorised_onnx, tmp_path, capsys):
     g = np.random.default_rng(0)
-    wrong_shape = _write(tmp_path, "shape.npz", (g.random((4, 64), dtype=np.float32), np.zeros(4, int)), (g.random((4, 64), dtype=np.float32), np.zeros(4, int)))
+    wrong_shape = _write(
+        tmp_path,
+        "shape.npz",
+        (g.random((4, 64), dtype=np.float32), np.zeros(4, int)),
+        (g.random((4, 64), dtype=np.float32), np.zeros(4, int)),
+    )
     code = main(["audit", str(digits_memorised_onnx), "--data", str(wrong_shape), "--out", str(tmp_path)])
     assert "do not fit the model" in _one_line_error(capsys, code)
-    labels = _write(tmp_path, "labels.npz", (g.random((4, 1, 8, 8), dtype=np.float32), np.array([0, 1, 2, 11])), (g.random((4, 1, 8, 8), dtype=np.float32), np.zeros(4, int)))
+    labels = _write(
+        tmp_path,
+        "labels.npz",
+        (g.random((4, 1, 8, 8), dtype=np.float32), np.array([0, 1, 2, 11])),
+        (g.random((4, 1, 8, 8), dtype=np.float32), np.zeros(4, int)),
+    )
     code = main(["audit", str(digits_memorised_onnx), "--data", str(labels), "--out", str(tmp_path)])
     assert "model predicts 10 classes" in _one_line_error(capsys, code)
 

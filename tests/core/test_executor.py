@@ -176,8 +176,10 @@ def test_make_executor_names_and_errors(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_import_audit_sdk_does_not_import_ray_or_frameworks() -> None:
-    code = "import sys, audit_sdk, audit_sdk.executor, audit_sdk.cache, audit_sdk.streaming; " \
+    code = (
+        "import sys, audit_sdk, audit_sdk.executor, audit_sdk.cache, audit_sdk.streaming; "
         "print(sorted(m for m in ('ray', 'torch', 'onnxruntime') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -175,7 +175,9 @@ def _reference_files(cache_dir: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
-def test_lira_on_ray_matches_inline_and_survives_a_killed_worker(local_ray, digits_memorised_onnx, digits_memorised, tmp_path, one_torch_thread):
+def test_lira_on_ray_matches_inline_and_survives_a_killed_worker(
+    local_ray, digits_memorised_onnx, digits_memorised, tmp_path, one_torch_thread
+):
     import audit_sdk
 
     target = audit_sdk.load_target(str(digits_memorised_onnx))

@@ -128,7 +128,9 @@ def test_attack_result_validates_and_serialises():
         AttackResult(attack="mia.x")
     with pytest.raises(InvalidDataError, match="3 scores for 2 samples"):
         AttackResult(attack="mia.x", scores=[1, 2, 3], truth=[1, 0])
-    rec = AttackResult(attack="inv.x", kind="reconstruction", reconstructions=np.zeros((2, 1, 4, 4)), originals=np.ones((2, 1, 4, 4)), data_range=1.0)
+    rec = AttackResult(
+        attack="inv.x", kind="reconstruction", reconstructions=np.zeros((2, 1, 4, 4)), originals=np.ones((2, 1, 4, 4)), data_range=1.0
+    )
     assert rec.metrics["relative_l2"] == pytest.approx(1.0)
 
 

@@ -150,8 +150,17 @@ def test_broken_third_party_plugin_names_its_package(monkeypatch):
 
 def test_every_hookspec_is_documented_and_callable(pm):
     specs = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(f, "audit_sdk_spec")]
-    assert {"register_attacks", "register_defenses", "register_mechanisms", "register_accountants", "make_target",
-            "on_train_step", "on_epoch_end", "on_attack_finished", "report_sections"} <= set(specs)
+    assert {
+        "register_attacks",
+        "register_defenses",
+        "register_mechanisms",
+        "register_accountants",
+        "make_target",
+        "on_train_step",
+        "on_epoch_end",
+        "on_attack_finished",
+        "report_sections",
+    } <= set(specs)
     for name in specs:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"hookspec {name} has no docstring"
         caller = getattr(pm.hook, name)

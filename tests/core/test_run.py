@@ -24,7 +24,9 @@ class WhiteBoxProbe(Attack):
     def run(self, target, data, *, rng=None, context=None):
         x, y, truth = data.combined()
         g = target.gradients(x[:2], y[:2])
-        return AttackResult(attack=self.name, scores=np.r_[np.full(len(data.members), g.shape[1]), np.zeros(len(data.non_members))], truth=truth)
+        return AttackResult(
+            attack=self.name, scores=np.r_[np.full(len(data.members), g.shape[1]), np.zeros(len(data.non_members))], truth=truth
+        )
 
 
 class RandomScores(Attack):
@@ -72,7 +74,9 @@ def test_white_box_attack_runs_on_torch(reg, digits_memorised):
 
 def test_seeded_runs_repeat_and_seeds_differ(reg, digits_memorised):
     def run(seed):
-        return audit_sdk.run_audit(digits_memorised.model, digits_memorised.data, attacks=["mia.test-random", "mia.test-random"], rng=seed, registry=reg)
+        return audit_sdk.run_audit(
+            digits_memorised.model, digits_memorised.data, attacks=["mia.test-random", "mia.test-random"], rng=seed, registry=reg
+        )
 
     a, b, c = run(1), run(1), run(2)
     np.testing.assert_array_equal(a.results[0].scores, b.results[0].scores)
@@ -82,7 +86,9 @@ def test_seeded_runs_repeat_and_seeds_differ(reg, digits_memorised):
 
 
 def test_report_summary_and_json(reg, digits_memorised, tmp_path):
-    report = audit_sdk.run_audit(digits_memorised.model, digits_memorised.data, attacks=[("mia.loss-threshold", {"calibration": "per-class"})], registry=reg)
+    report = audit_sdk.run_audit(
+        digits_memorised.model, digits_memorised.data, attacks=[("mia.loss-threshold", {"calibration": "per-class"})], registry=reg
+    )
     table = report.summary()
     assert "mia.loss-threshold" in table and "auc" in table
     import json

@@ -92,6 +92,7 @@ def test_interrupted_run_resumes_without_rescoring(tmp_path: Path, data, monkeyp
     state = json.loads((tmp_path / "s.npy.progress.json").read_text())
     assert state["done"] == 300 and state["n"] == 1037
     calls.clear()
+
     def counted_loss(target, xb, yb):
         calls.append(len(xb))
         return target.loss(xb, yb)
@@ -166,8 +167,8 @@ def test_memory_stays_bounded_by_the_batch(tmp_path: Path) -> None:
             return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
 
         before = hwm()
-        res = stream_scores(T(), open_array(r"{tmp_path / 'x.npy'}"), r"{tmp_path / 'y.npy'}",
-                            out_path=r"{tmp_path / 's.npy'}", batch_size=4096)
+        res = stream_scores(T(), open_array(r"{tmp_path / "x.npy"}"), r"{tmp_path / "y.npy"}",
+                            out_path=r"{tmp_path / "s.npy"}", batch_size=4096)
         after = hwm()
         print((after - before) // 1024, float(res.load()[-1]))
         """

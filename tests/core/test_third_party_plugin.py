@@ -22,7 +22,19 @@ def installed(tmp_path_factory):
     """pip-install the example distribution into a private folder (the test venv stays untouched)."""
     target = tmp_path_factory.mktemp("site")
     out = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-cache-dir", "-q", "--target", str(target), str(EXAMPLE)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-cache-dir",
+            "-q",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
         capture_output=True,
         text=True,
     )
@@ -49,8 +61,12 @@ def test_listed_by_the_cli(installed):
 
 def test_disabled_by_env_var(installed):
     for value in ("1", "audit-sdk-example-plugin", "example-confidence"):
-        out = subprocess.run([sys.executable, "-m", "audit_sdk.cli", "plugins", "--json"], capture_output=True, text=True,
-                             env=_env(installed, AUDIT_SDK_DISABLE_PLUGINS=value))
+        out = subprocess.run(
+            [sys.executable, "-m", "audit_sdk.cli", "plugins", "--json"],
+            capture_output=True,
+            text=True,
+            env=_env(installed, AUDIT_SDK_DISABLE_PLUGINS=value),
+        )
         names = {c["name"] for c in json.loads(out.stdout)["components"]}
         assert "mia.example-confidence" not in names and "mia.loss-threshold" in names
 
@@ -58,9 +74,24 @@ def test_disabled_by_env_var(installed):
 def test_runs_from_the_cli(installed, digits_memorised, digits_memorised_onnx, tmp_path):
     npz = audit_sdk.save_npz(digits_memorised.data, tmp_path / "d.npz")
     out = subprocess.run(
-        [sys.executable, "-m", "audit_sdk.cli", "audit", str(digits_memorised_onnx), "--data", str(npz), "--attacks", "mia.example-confidence",
-         "--param", "mia.example-confidence.temperature=2.0", "--out", str(tmp_path / "out")],
-        capture_output=True, text=True, env=_env(installed),
+        [
+            sys.executable,
+            "-m",
+            "audit_sdk.cli",
+            "audit",
+            str(digits_memorised_onnx),
+            "--data",
+            str(npz),
+            "--attacks",
+            "mia.example-confidence",
+            "--param",
+            "mia.example-confidence.temperature=2.0",
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(installed),
     )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())

@@ -60,7 +60,23 @@ def test_demo_quick(tmp_path, capsys):
 
 
 def test_demo_quiet_prints_only_the_report_path(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--epochs", "1", "--attacks", "mia.loss-threshold", "--no-defenses", "--quiet", *KEEP_THREADS()]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(tmp_path),
+                "--epochs",
+                "1",
+                "--attacks",
+                "mia.loss-threshold",
+                "--no-defenses",
+                "--quiet",
+                *KEEP_THREADS(),
+            ]
+        )
+        == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("report: ")
 

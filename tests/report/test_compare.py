@@ -125,7 +125,9 @@ def test_grid_runs_every_registered_kind_of_defense_through_the_executor(reg, tm
     assert len(set(ex.raw_keys)) == 6  # keys name each cell's inputs (safe with a result cache)
     by = {r.label: r for r in comp.reports}
     assert CALLS["transform_data"] == 1 and by["noisy"].target["trained_with"] == ["defense.test-grid-noisy-input"]
-    assert by["rounded"].target["model_file"] == by["none"].target["model_file"] and by["rounded"].target["defenses"] == ["defense.test-grid-rounding"]
+    assert by["rounded"].target["model_file"] == by["none"].target["model_file"] and by["rounded"].target["defenses"] == [
+        "defense.test-grid-rounding"
+    ]
     assert by["dp target_epsilon=8.0"].theoretical_epsilon() == 8.0 and by["none"].theoretical_epsilon() is None
     assert by["dp target_epsilon=1.0"].privacy["defense.test-grid-fake-dp"]["steps"] > 0
     for r in comp.reports:
@@ -167,7 +169,10 @@ def test_grid_config_errors(reg, tmp_path):
     with pytest.raises(InvalidParameterError, match="unique labels"):
         run_comparison(grid(tmp_path, cells=[{"label": "none"}]), registry=reg)
     with pytest.raises(InvalidParameterError, match=r"compare.cells\[0\].defenses\[0\].params.sigam"):
-        run_comparison(grid(tmp_path, cells=[{"label": "x", "defenses": [{"name": "defense.test-grid-noisy-input", "params": {"sigam": 1}}]}]), registry=reg)
+        run_comparison(
+            grid(tmp_path, cells=[{"label": "x", "defenses": [{"name": "defense.test-grid-noisy-input", "params": {"sigam": 1}}]}]),
+            registry=reg,
+        )
 
 
 def test_cells_resume_from_an_executor_result_cache(reg, tmp_path):

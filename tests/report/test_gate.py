@@ -29,7 +29,15 @@ def test_rules_parse(text, path, op, thr):
 
 @pytest.mark.parametrize(
     "text",
-    ["mia.lira.auc", "mia.lira.auc > x", "__import__('os').system('true') > 0", "mia.lira.auc > 0.5 or 1", "auc > 0.5", "mia.lira.auc => 0.5", ""],
+    [
+        "mia.lira.auc",
+        "mia.lira.auc > x",
+        "__import__('os').system('true') > 0",
+        "mia.lira.auc > 0.5 or 1",
+        "auc > 0.5",
+        "mia.lira.auc => 0.5",
+        "",
+    ],
 )
 def test_malformed_rules_are_refused_not_evaluated(text):
     with pytest.raises(InvalidParameterError, match="rule"):
@@ -143,7 +151,11 @@ def test_gate_same_rule_fails_the_baseline_and_passes_dp_sgd(registry, tmp_path)
         "compare": {
             "train": {"architecture": "cnn", "epochs": 80, "batch_size": 32, "lr": 2e-3},
             "cells": [
-                {"label": "dp", "defenses": [{"name": "defense.dp-sgd", "params": {"target_epsilon": 1.0}}], "train": {"lr": 1e-2, "batch_size": 64}}
+                {
+                    "label": "dp",
+                    "defenses": [{"name": "defense.dp-sgd", "params": {"target_epsilon": 1.0}}],
+                    "train": {"lr": 1e-2, "batch_size": 64},
+                }
             ],
         },
     }

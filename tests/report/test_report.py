@@ -27,7 +27,10 @@ def _images(page: str) -> list[bytes]:
 
 def test_html_is_self_contained_with_every_section(planted, tmp_path):
     leaky = planted.membership("mia.leaky", separation=3.0)
-    leaky.extra["slices"] = [{"name": "class 0", "n": 40, "metrics": {"auc": 0.91, "tpr_at_fpr": {"0.01": 0.3}}}, {"name": "class 1", "n": 38, "metrics": {"auc": 0.7}}]
+    leaky.extra["slices"] = [
+        {"name": "class 0", "n": 40, "metrics": {"auc": 0.91, "tpr_at_fpr": {"0.01": 0.3}}},
+        {"name": "class 1", "n": 38, "metrics": {"auc": 0.7}},
+    ]
     rep = planted.report([leaky, planted.reconstruction("inversion.fake")], privacy={"defense.dp-sgd": {"epsilon": 8.0, "delta": 1e-5}})
     rep.sections.append({"title": "Plugin section", "html": "<p id='plugin-p'>from a plugin</p>"})
     rep.config = {"seed": 0, "attacks": [{"name": "mia.leaky"}]}
@@ -38,8 +41,19 @@ def test_html_is_self_contained_with_every_section(planted, tmp_path):
     imgs = _images(page)
     assert len(imgs) >= 3 and all(i.startswith(PNG_MAGIC) for i in imgs)  # ROC, epsilon bars, reconstruction grid
     assert page.index('id="verdict"') < page.index('id="summary"')  # verdict on top
-    for needle in ('alt="ROC curve of mia.leaky"', "Per-slice results", "metrics.auc", "0.9100", "Reconstructions", "SSIM",
-                   "<p id='plugin-p'>from a plugin</p>", "8.0000", "numpy", "Config and versions", "&#34;seed&#34;: 0"):
+    for needle in (
+        'alt="ROC curve of mia.leaky"',
+        "Per-slice results",
+        "metrics.auc",
+        "0.9100",
+        "Reconstructions",
+        "SSIM",
+        "<p id='plugin-p'>from a plugin</p>",
+        "8.0000",
+        "numpy",
+        "Config and versions",
+        "&#34;seed&#34;: 0",
+    ):
         assert needle in page, needle
 
 
@@ -61,7 +75,9 @@ def test_verdict_levels_on_planted_leakage(planted):
 
 
 def test_theoretical_epsilon_is_the_tightest_reported(planted):
-    rep = planted.report([planted.membership()], privacy={"defense.dp-sgd": {"epsilon": 3.0, "accountants": {"acct.rdp": {"epsilon": 2.5}}}})
+    rep = planted.report(
+        [planted.membership()], privacy={"defense.dp-sgd": {"epsilon": 3.0, "accountants": {"acct.rdp": {"epsilon": 2.5}}}}
+    )
     assert rep.theoretical_epsilon() == 2.5
     assert planted.report([planted.membership()]).theoretical_epsilon() is None
 
@@ -76,7 +92,12 @@ def test_generic_table_shapes():
 
 def test_privacy_utility_curves_for_several_models(planted, tmp_path):
     reps = [
-        planted.report([planted.membership("mia.a", separation=s, seed=i)], label=lab, privacy={"epsilon": e} if e else None, utility={"test_accuracy": acc})
+        planted.report(
+            [planted.membership("mia.a", separation=s, seed=i)],
+            label=lab,
+            privacy={"epsilon": e} if e else None,
+            utility={"test_accuracy": acc},
+        )
         for i, (lab, s, e, acc) in enumerate([("none", 3.0, None, 0.9), ("dp eps=8", 1.0, 8.0, 0.8), ("dp eps=1", 0.2, 1.0, 0.6)])
     ]
     page = render_html(reps, tmp_path / "c.html").read_text()
@@ -133,7 +154,8 @@ def small():
     data = audit_sdk.make_audit_data(audit_sdk.load_digits_data(), n_members=100, n_non_members=100, n_population=100, rng=0)[0]
     clf = LogisticRegression(max_iter=200).fit(data.members.x.reshape(100, -1), data.members.y)
     flat = audit_sdk.AuditData(
-        (data.members.x.reshape(100, -1), data.members.y), (data.non_members.x.reshape(100, -1), data.non_members.y),
+        (data.members.x.reshape(100, -1), data.members.y),
+        (data.non_members.x.reshape(100, -1), data.non_members.y),
         (data.population.x.reshape(100, -1), data.population.y),
     )
     return clf, flat
@@ -201,7 +223,9 @@ def test_training_time_defense_refused_on_a_trained_model(reg, small, pm):
 
 def test_privacy_accepts_a_train_result(reg, small):
     clf, data = small
-    train_result = types.SimpleNamespace(defenses={"defense.dp-sgd": {"epsilon": 2.0, "delta": 1e-5}, "defense.other": {}}, notes=["shuffled"])
+    train_result = types.SimpleNamespace(
+        defenses={"defense.dp-sgd": {"epsilon": 2.0, "delta": 1e-5}, "defense.other": {}}, notes=["shuffled"]
+    )
     rep = audit_sdk.run_audit(clf, data, attacks=["mia.loss-threshold"], registry=reg, privacy=train_result)
     assert rep.privacy == {"defense.dp-sgd": {"epsilon": 2.0, "delta": 1e-5}, "notes": ["shuffled"]}
     assert rep.theoretical_epsilon() == 2.0
@@ -209,7 +233,9 @@ def test_privacy_accepts_a_train_result(reg, small):
 
 def test_progress_goes_to_stderr_and_stdout_stays_clean(reg, small, capsys):
     clf, data = small
-    rep = audit_sdk.run_audit(clf, data, attacks=["mia.loss-threshold", ("mia.test-report-seeded", {})], registry=reg, progress=True, label="m")
+    rep = audit_sdk.run_audit(
+        clf, data, attacks=["mia.loss-threshold", ("mia.test-report-seeded", {})], registry=reg, progress=True, label="m"
+    )
     assert len(rep.results) == 2 and rep.label == "m"
     assert capsys.readouterr().out == ""
 
@@ -237,6 +263,8 @@ def test_output_defenses_from_the_config_wrap_the_target(pm, small):
     reg = get_registry(pm)
     clf, data = small
     plain = audit_sdk.run_audit(clf, data, attacks=["mia.loss-threshold"], registry=reg)
-    rounded = audit_sdk.run_audit(clf, data, config={"attacks": ["mia.loss-threshold"], "defenses": ["defense.test-report-round"]}, registry=reg)
+    rounded = audit_sdk.run_audit(
+        clf, data, config={"attacks": ["mia.loss-threshold"], "defenses": ["defense.test-report-round"]}, registry=reg
+    )
     assert rounded.target["defenses"] == ["defense.test-report-round"] and "defenses" not in plain.target
     assert len(np.unique(rounded.results[0].scores)) < len(np.unique(plain.results[0].scores))

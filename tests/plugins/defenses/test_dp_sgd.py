@@ -25,8 +25,14 @@ def _models() -> dict[str, nn.Module]:
     return {
         "cnn": make_model("cnn", input_shape=(1, 8, 8), n_classes=10, seed=0),
         "norms": nn.Sequential(
-            nn.Conv2d(1, 4, 3, padding=1, stride=2), nn.GroupNorm(2, 4), nn.ReLU(),
-            nn.Flatten(), nn.Linear(64, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, 10),
+            nn.Conv2d(1, 4, 3, padding=1, stride=2),
+            nn.GroupNorm(2, 4),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(64, 16),
+            nn.LayerNorm(16),
+            nn.ReLU(),
+            nn.Linear(16, 10),
         ),
         "seq": nn.Sequential(nn.Linear(8, 12), nn.Tanh(), nn.Flatten(), nn.Linear(8 * 12, 10)),
         "conv1d": nn.Sequential(nn.Conv1d(8, 6, 3, dilation=2, padding=1, stride=1), nn.ReLU(), nn.Flatten(), nn.Linear(36, 10)),
@@ -92,8 +98,15 @@ def _ctx(model: nn.Module, n: int, batch_size: int, **cfg) -> TrainContext:
     config = TrainConfig(epochs=1, batch_size=batch_size, device="cpu", optimizer="sgd", **cfg)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     return TrainContext(
-        model=model, optimizer=opt, config=config, loss_fn=_per_example_ce, device=torch.device("cpu"), n_samples=n,
-        sample_rate=batch_size / n, generator=torch.Generator().manual_seed(0), rng=np.random.default_rng(0),
+        model=model,
+        optimizer=opt,
+        config=config,
+        loss_fn=_per_example_ce,
+        device=torch.device("cpu"),
+        n_samples=n,
+        sample_rate=batch_size / n,
+        generator=torch.Generator().manual_seed(0),
+        rng=np.random.default_rng(0),
     )
 
 
@@ -114,8 +127,13 @@ def test_sigma_zero_equals_plain_per_sample_clipped_sgd_with_virtual_batches():
 def test_noise_has_the_scheduled_scale_and_is_charged():
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 200)).double()
     x, y = _data("cnn", 10)
-    dp = DPSGD(noise_multiplier=2.0, max_grad_norm=1.0, mechanism="dp.ada-gaussian",
-               mechanism_params={"decay_policy": "step", "noise_decay_rate": 0.5}, accountant_params={"sigma_resolution": 0.0})
+    dp = DPSGD(
+        noise_multiplier=2.0,
+        max_grad_norm=1.0,
+        mechanism="dp.ada-gaussian",
+        mechanism_params={"decay_policy": "step", "noise_decay_rate": 0.5},
+        accountant_params={"sigma_resolution": 0.0},
+    )
     ctx = _ctx(model, n=100, batch_size=10)
     dp.on_train_begin(ctx)
     ctx.step = 2  # sigma_2 = 2 * 0.25
@@ -123,14 +141,16 @@ def test_noise_has_the_scheduled_scale_and_is_charged():
         dp.compute_gradients(ctx, (x[:0].double(), y[:0]))  # empty Poisson batch: pure noise
     noise = torch.cat([p.grad.flatten() for p in model.parameters()]) * 10.0
     assert float(noise.std()) == pytest.approx(0.5, rel=0.05)
-    (event, q, count), = dp.accountant_.history
+    ((event, q, count),) = dp.accountant_.history
     assert event.params["noise_multiplier"] == pytest.approx(0.5) and q == 0.1 and count == 1
 
 
 def test_batchnorm_is_refused_with_a_fix():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(144, 10))
     with pytest.raises(InvalidModelError, match="GroupNorm"):
-        Trainer(TrainConfig(epochs=1, device="cpu"), defenses=[DPSGD(noise_multiplier=1.0)]).fit(model, np.zeros((8, 1, 8, 8), np.float32), np.zeros(8, np.int64))
+        Trainer(TrainConfig(epochs=1, device="cpu"), defenses=[DPSGD(noise_multiplier=1.0)]).fit(
+            model, np.zeros((8, 1, 8, 8), np.float32), np.zeros(8, np.int64)
+        )
 
 
 def test_needs_noise_or_target_and_a_gaussian_mechanism():
@@ -151,7 +171,9 @@ def test_shuffled_batches_warn_and_are_reported():
     x, y, _, _ = _digits(300)
     model = make_model("mlp", input_shape=(1, 8, 8), n_classes=10, seed=0)
     with pytest.warns(AccountingAssumptionWarning, match="Poisson"):
-        res = Trainer(TrainConfig(epochs=1, batch_size=100, device="cpu"), defenses=[DPSGD(noise_multiplier=1.0, sampling="shuffle")]).fit(model, x, y)
+        res = Trainer(TrainConfig(epochs=1, batch_size=100, device="cpu"), defenses=[DPSGD(noise_multiplier=1.0, sampling="shuffle")]).fit(
+            model, x, y
+        )
     assert any("Poisson" in n for n in res.notes)
     assert "accounting_assumption_violated" in res.defenses["defense.dp-sgd"]
 
@@ -179,19 +201,29 @@ def test_monitor_reports_epsilon_and_stops_before_the_budget(pm):
     assert rep["epsilon"] <= 2.0 < dp.accountant_.epsilon_if([(dp.step_event(rep["steps"]), 0.25, 1)], delta=1e-5)
     assert res.stop_reason and "privacy budget" in res.stop_reason
     with pytest.raises(PrivacyBudgetExceededError, match="single step"):
-        Trainer(TrainConfig(epochs=1, batch_size=100, device="cpu"), defenses=[DPSGD(noise_multiplier=0.3, target_epsilon=0.01)]).fit(model, x, y)
+        Trainer(TrainConfig(epochs=1, batch_size=100, device="cpu"), defenses=[DPSGD(noise_multiplier=0.3, target_epsilon=0.01)]).fit(
+            model, x, y
+        )
 
 
 def test_adaptive_clipping_tracks_the_quantile_and_charges_the_count_noise():
     x, y, _, _ = _digits(600)
     for rule in ("geometric", "linear"):
         model = make_model("mlp", input_shape=(1, 8, 8), n_classes=10, seed=0)
-        dp = DPSGD(noise_multiplier=1.0, max_grad_norm=50.0, adaptive_clipping=True, clip_update=rule, clip_learning_rate=0.5,
-                   target_unclipped_quantile=0.5, min_clip=0.05, max_clip=60.0)
+        dp = DPSGD(
+            noise_multiplier=1.0,
+            max_grad_norm=50.0,
+            adaptive_clipping=True,
+            clip_update=rule,
+            clip_learning_rate=0.5,
+            target_unclipped_quantile=0.5,
+            min_clip=0.05,
+            max_clip=60.0,
+        )
         res = Trainer(TrainConfig(epochs=6, batch_size=120, device="cpu"), defenses=[dp]).fit(model, x, y)
         rep = res.defenses["defense.dp-sgd"]
         assert 0.05 <= rep["final_max_grad_norm"] < 50.0  # per-sample norms are far below 50: the bound falls
-        (event, _, _), = dp.accountant_.history
+        ((event, _, _),) = dp.accountant_.history
         exact = combined_noise_multiplier(1.0, 120 / 20)
         # charged on the accountant's 0.01% grid, rounded down (conservative)
         assert exact * (1 - 1e-4) <= event.params["noise_multiplier"] <= exact
@@ -201,8 +233,12 @@ def test_adaptive_clipping_tracks_the_quantile_and_charges_the_count_noise():
 def test_target_epsilon_with_decay_schedule_and_adaptive_clipping():
     x, y, _, _ = _digits(500)
     model = make_model("mlp", input_shape=(1, 8, 8), n_classes=10, seed=0)
-    dp = DPSGD(target_epsilon=2.0, mechanism="dp.ada-gaussian", mechanism_params={"decay_policy": "exp", "noise_decay_rate": 0.01},
-               adaptive_clipping=True)
+    dp = DPSGD(
+        target_epsilon=2.0,
+        mechanism="dp.ada-gaussian",
+        mechanism_params={"decay_policy": "exp", "noise_decay_rate": 0.01},
+        adaptive_clipping=True,
+    )
     res = Trainer(TrainConfig(epochs=4, batch_size=100, device="cpu"), defenses=[dp]).fit(model, x, y)
     rep = res.defenses["defense.dp-sgd"]
     assert rep["noise_multiplier_calibrated"] and rep["steps"] == rep["planned_steps"] == 20
@@ -222,19 +258,54 @@ def test_dp_digits_model_at_epsilon_one_learns():
 def test_cli_epsilon_calibrate_train(tmp_path, capsys):
     from audit_sdk.cli import main
 
-    assert main(["epsilon", "--accountant", "rdp", "--noise-multiplier", "1.1", "--sample-rate", "0.0042667", "--steps", "15000",
-                 "--delta", "1e-5", "--json"]) == 0
+    assert (
+        main(
+            [
+                "epsilon",
+                "--accountant",
+                "rdp",
+                "--noise-multiplier",
+                "1.1",
+                "--sample-rate",
+                "0.0042667",
+                "--steps",
+                "15000",
+                "--delta",
+                "1e-5",
+                "--json",
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["accountant"] == "acct.rdp" and 2.5 < out["epsilon"] < 3.0 and out["optimal_order"] > 1
     assert main(["calibrate", "--target-epsilon", "3", "--sample-rate", "0.0042667", "--steps", "15000", "--delta", "1e-5", "--json"]) == 0
     cal = json.loads(capsys.readouterr().out)
     assert 0.9 < cal["noise_multiplier"] < 1.1 and cal["epsilon"] <= 3.0
-    assert main(["epsilon", "--accountant", "rdp", "--noise-multiplier", "1", "--sample-rate", "256", "--steps", "3", "--delta", "1e-5"]) == 2
+    assert (
+        main(["epsilon", "--accountant", "rdp", "--noise-multiplier", "1", "--sample-rate", "256", "--steps", "3", "--delta", "1e-5"]) == 2
+    )
     assert "sample_rate" in capsys.readouterr().err
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.onnx exporter internals
-        rc = main(["train", "--defense", "dp-sgd", "--target-epsilon", "3", "--delta", "1e-5", "--model", "mlp", "--epochs", "3",
-                   "--out", str(tmp_path), "--json"])
+        rc = main(
+            [
+                "train",
+                "--defense",
+                "dp-sgd",
+                "--target-epsilon",
+                "3",
+                "--delta",
+                "1e-5",
+                "--model",
+                "mlp",
+                "--epochs",
+                "3",
+                "--out",
+                str(tmp_path),
+                "--json",
+            ]
+        )
     assert rc == 0
     priv = json.loads((tmp_path / "privacy.json").read_text())
     assert (tmp_path / "model.onnx").stat().st_size > 0

@@ -128,8 +128,15 @@ def test_output_noise_lowers_attack_auc_and_accuracy_along_a_curve(digits_memori
     s = digits_memorised
     x_test, y_test = s.data.population.x, s.data.population.y
     rows = sweep_output_defense(
-        onnx_target, s.data, defense="defense.output-noise", param="scale", values=[0.05, 10.0],
-        base_params={"seed": 0}, attacks=["mia.loss-threshold"], x_test=x_test, y_test=y_test,
+        onnx_target,
+        s.data,
+        defense="defense.output-noise",
+        param="scale",
+        values=[0.05, 10.0],
+        base_params={"seed": 0},
+        attacks=["mia.loss-threshold"],
+        x_test=x_test,
+        y_test=y_test,
     )
     assert [r["strength"] for r in rows] == [None, 0.05, 10.0]
     assert rows[0]["defense"] == "none" and rows[1]["defense"] == "defense.output-noise"
@@ -145,8 +152,12 @@ def test_output_noise_lowers_attack_auc_and_accuracy_along_a_curve(digits_memori
 def test_rows_record_refusals_for_label_only(digits_memorised, onnx_target):
     s = digits_memorised
     rows = privacy_utility_rows(
-        onnx_target, s.data, defense=LabelOnly(), attacks=["mia.loss-threshold"],
-        x_test=s.data.population.x, y_test=s.data.population.y,
+        onnx_target,
+        s.data,
+        defense=LabelOnly(),
+        attacks=["mia.loss-threshold"],
+        x_test=s.data.population.x,
+        y_test=s.data.population.y,
     )
     assert rows[0]["status"] == "refused" and "black-box" in rows[0]["reason"]
     assert rows[0]["accuracy"] == pytest.approx(float((onnx_target.predict_labels(s.data.population.x) == s.data.population.y).mean()))
@@ -155,14 +166,26 @@ def test_rows_record_refusals_for_label_only(digits_memorised, onnx_target):
 def test_sweep_rejects_a_training_time_defense(digits_memorised, onnx_target):
     s = digits_memorised
     with pytest.raises(InvalidParameterError, match="not at the output only"):
-        sweep_output_defense(onnx_target, s.data, defense="defense.suppress", param="sparse_end", values=[0.5],
-                             attacks=["mia.loss-threshold"], x_test=s.data.population.x, y_test=s.data.population.y)
+        sweep_output_defense(
+            onnx_target,
+            s.data,
+            defense="defense.suppress",
+            param="sparse_end",
+            values=[0.5],
+            attacks=["mia.loss-threshold"],
+            x_test=s.data.population.x,
+            y_test=s.data.population.y,
+        )
 
 
 def test_registry_creates_each_output_defense_by_name(onnx_target, xs):
     reg = audit_sdk.get_registry()
-    for name, opts in [("defense.top-k", {"k": 2}), ("defense.rounding", {"decimals": 2}),
-                       ("defense.label-only", {}), ("defense.output-noise", {"seed": 1})]:
+    for name, opts in [
+        ("defense.top-k", {"k": 2}),
+        ("defense.rounding", {"decimals": 2}),
+        ("defense.label-only", {}),
+        ("defense.output-noise", {"seed": 1}),
+    ]:
         d = reg.create("defense", name, opts)
         assert d.points == ("output",)
         wrapped = d.wrap_target(onnx_target)
@@ -173,5 +196,13 @@ def test_registry_creates_each_output_defense_by_name(onnx_target, xs):
 def test_sweep_rejects_morphing_which_needs_a_model_trained_with_its_key(digits_memorised, onnx_target):
     s = digits_memorised
     with pytest.raises(InvalidParameterError, match="train one model per strength"):
-        sweep_output_defense(onnx_target, s.data, defense="defense.morphing", param="block_size", values=[16],
-                             attacks=["mia.loss-threshold"], x_test=s.data.population.x, y_test=s.data.population.y)
+        sweep_output_defense(
+            onnx_target,
+            s.data,
+            defense="defense.morphing",
+            param="block_size",
+            values=[16],
+            attacks=["mia.loss-threshold"],
+            x_test=s.data.population.x,
+            y_test=s.data.population.y,
+        )

@@ -9,8 +9,11 @@ from audit_sdk.plugins.defenses.suppress import cubic_sparsity
 
 
 @given(
-    s0=st.floats(0.0, 0.5), s1=st.floats(0.51, 0.99), all_steps=st.integers(1, 5000),
-    a=st.integers(0, 10000), b=st.integers(0, 10000),
+    s0=st.floats(0.0, 0.5),
+    s1=st.floats(0.51, 0.99),
+    all_steps=st.integers(1, 5000),
+    a=st.integers(0, 10000),
+    b=st.integers(0, 10000),
 )
 def test_cubic_schedule_is_monotone_bounded_and_ends_at_sparse_end(s0, s1, all_steps, a, b):
     lo, hi = sorted((a, b))
@@ -20,9 +23,11 @@ def test_cubic_schedule_is_monotone_bounded_and_ends_at_sparse_end(s0, s1, all_s
     assert abs(f(all_steps) - s1) < 1e-12
 
 
-probs = st.integers(1, 30).flatmap(
-    lambda n: st.lists(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n).filter(lambda r: sum(r) > 0), min_size=1, max_size=8)
-).map(lambda rows: np.asarray(rows) / np.asarray(rows).sum(axis=1, keepdims=True))
+probs = (
+    st.integers(1, 30)
+    .flatmap(lambda n: st.lists(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n).filter(lambda r: sum(r) > 0), min_size=1, max_size=8))
+    .map(lambda rows: np.asarray(rows) / np.asarray(rows).sum(axis=1, keepdims=True))
+)
 
 
 @settings(max_examples=60)

@@ -44,8 +44,14 @@ def _expected_rounds(*, epochs, batch_num, start_epoch, end_epoch, mask_times):
 def test_schedule_matches_the_formula_at_every_round(digits_small):
     x, y = digits_small
     model = make_model("mlp", input_shape=(64,), n_classes=10, hidden=32, seed=0)
-    sup = SuppressPrivacy(start_epoch=2, end_epoch=6, mask_times=13, sparse_start=0.1, sparse_end=0.8,
-                          layers=[{"name": "1.weight", "min_num": 100}, {"name": "3.weight"}])
+    sup = SuppressPrivacy(
+        start_epoch=2,
+        end_epoch=6,
+        mask_times=13,
+        sparse_start=0.1,
+        sparse_end=0.8,
+        layers=[{"name": "1.weight", "min_num": 100}, {"name": "3.weight"}],
+    )
     Trainer(TrainConfig(epochs=8, batch_size=30, lr=1e-2, device="cpu"), defenses=[sup]).fit(model, x, y)
     batch_num = 10
     steps = [r["step"] for r in sup.rounds_]
@@ -117,8 +123,17 @@ def test_masked_weights_stay_exactly_zero(digits_small, optimizer, weight_decay)
 
 def _fake_ctx(model, *, epochs=1, n=10, batch_size=10):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    return SimpleNamespace(model=model, optimizer=opt, config=TrainConfig(epochs=epochs, batch_size=batch_size), n_samples=n,
-                           sampling="shuffle", rng=np.random.default_rng(0), x_val=None, y_val=None, device=torch.device("cpu"))
+    return SimpleNamespace(
+        model=model,
+        optimizer=opt,
+        config=TrainConfig(epochs=epochs, batch_size=batch_size),
+        n_samples=n,
+        sampling="shuffle",
+        rng=np.random.default_rng(0),
+        x_val=None,
+        y_val=None,
+        device=torch.device("cpu"),
+    )
 
 
 def test_one_round_masks_clips_and_adds_noise_as_mindarmour():
@@ -128,8 +143,14 @@ def test_one_round_masks_clips_and_adds_noise_as_mindarmour():
     with torch.no_grad():
         lin.weight.copy_(w)
     model = torch.nn.Sequential(lin)
-    sup = SuppressPrivacy(start_epoch=1, end_epoch=1, mask_times=1, sparse_end=0.3, seed=0,
-                          layers=[{"name": "0.weight", "min_num": 80, "is_add_noise": True, "upper_bound": 1.5}])
+    sup = SuppressPrivacy(
+        start_epoch=1,
+        end_epoch=1,
+        mask_times=1,
+        sparse_end=0.3,
+        seed=0,
+        layers=[{"name": "0.weight", "min_num": 80, "is_add_noise": True, "upper_bound": 1.5}],
+    )
     sup.on_train_begin(_fake_ctx(model))
     sup._start_step = 1
     with torch.no_grad():
@@ -164,9 +185,13 @@ def test_bad_options_are_rejected_with_a_fix(digits_small):
     with pytest.raises(InvalidParameterError, match="train longer"):
         Trainer(TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(end_epoch=5)]).fit(model, x, y)
     with pytest.raises(InvalidParameterError, match="matches no parameter"):
-        Trainer(TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(start_epoch=1, end_epoch=2, layers=[{"name": "conv9"}])]).fit(model, x, y)
+        Trainer(
+            TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(start_epoch=1, end_epoch=2, layers=[{"name": "conv9"}])]
+        ).fit(model, x, y)
     with pytest.raises(InvalidParameterError, match="matches 2 parameters"):
-        Trainer(TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(start_epoch=1, end_epoch=2, layers=[{"name": "weight"}])]).fit(model, x, y)
+        Trainer(
+            TrainConfig(epochs=2, device="cpu"), defenses=[SuppressPrivacy(start_epoch=1, end_epoch=2, layers=[{"name": "weight"}])]
+        ).fit(model, x, y)
 
 
 def test_ninety_percent_sparsity_keeps_accuracy_and_lowers_the_loss_attack():
@@ -191,7 +216,9 @@ def test_report_has_accuracy_when_validation_data_is_given(digits_small):
     x, y = digits_small
     model = make_model("mlp", input_shape=(64,), n_classes=10, hidden=32, seed=0)
     sup = SuppressPrivacy(start_epoch=1, end_epoch=3, mask_times=10, sparse_end=0.5)
-    res = Trainer(TrainConfig(epochs=4, batch_size=30, lr=1e-2, device="cpu"), defenses=[sup]).fit(model, x[:200], y[:200], x_val=x[200:], y_val=y[200:])
+    res = Trainer(TrainConfig(epochs=4, batch_size=30, lr=1e-2, device="cpu"), defenses=[sup]).fit(
+        model, x[:200], y[:200], x_val=x[200:], y_val=y[200:]
+    )
     rep = res.defenses["defense.suppress"]
     assert 0.0 <= rep["accuracy"] <= 1.0
     assert rep["accuracy"] == pytest.approx(res.history[-1]["val_accuracy"])

@@ -29,8 +29,13 @@ def test_dp_sgd_clipping_and_noise_defeat_the_attack(digits_data, fresh_cnn_targ
 
 def test_success_falls_with_batch_size_and_noise(digits_data, fresh_cnn_target):
     r = GradientInversion(
-        batch_size=1, n_batches=2, iterations=200, evaluate=False, max_grad_norm=10.0,
-        sweep_batch_sizes=[1, 8], sweep_noise_multipliers=[0.0, 0.05],
+        batch_size=1,
+        n_batches=2,
+        iterations=200,
+        evaluate=False,
+        max_grad_norm=10.0,
+        sweep_batch_sizes=[1, 8],
+        sweep_noise_multipliers=[0.0, 0.05],
     ).run(fresh_cnn_target, digits_data, rng=0)
     cell = {(s["batch_size"], s["noise_multiplier"]): s["ssim"] for s in r.extra["sweep"]}
     assert set(cell) == {(1, 0.0), (1, 0.05), (8, 0.0), (8, 0.05)}
@@ -74,7 +79,9 @@ def test_idlg_label_inference(digits_data, fresh_cnn_target):
 
 
 def test_dlg_with_optimised_labels_and_l2_loss_runs(digits_data, fresh_cnn_target):
-    r = GradientInversion(labels="optimise", loss="l2", n_batches=2, iterations=150, evaluate=False).run(fresh_cnn_target, digits_data, rng=1)
+    r = GradientInversion(labels="optimise", loss="l2", n_batches=2, iterations=150, evaluate=False).run(
+        fresh_cnn_target, digits_data, rng=1
+    )
     assert r.metrics["ssim"] > r.extra["baseline"]["mean_image_ssim"]
 
 

@@ -20,6 +20,8 @@ def test_model_that_learned_nothing_gives_representatives_without_class(digits_m
 
 
 def test_subset_of_classes_and_population_mean_start(digits_memorised, mem_target):
-    r = ModelInversion(classes=[3, 7], init="population-mean", cost="log", iterations=50, evaluate=False).run(mem_target, digits_memorised.data)
+    r = ModelInversion(classes=[3, 7], init="population-mean", cost="log", iterations=50, evaluate=False).run(
+        mem_target, digits_memorised.data
+    )
     assert r.labels.tolist() == [3, 7]
     np.testing.assert_allclose(r.originals[0], digits_memorised.data.members.x[digits_memorised.data.members.y == 3].mean(0), atol=1e-6)

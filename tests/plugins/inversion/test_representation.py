@@ -60,7 +60,9 @@ def test_batched_inversion_equals_one_image_at_a_time(digits_memorised):
 
 def test_artifacts_written_when_out_dir_is_set(digits_memorised, mem_target, tmp_path):
     ctx = RunContext(registry=get_registry(), out_dir=tmp_path)
-    r = RepresentationInversion(layer="1", n_samples=4, iterations=5, evaluate=False).run(mem_target, digits_memorised.data, rng=0, context=ctx)
+    r = RepresentationInversion(layer="1", n_samples=4, iterations=5, evaluate=False).run(
+        mem_target, digits_memorised.data, rng=0, context=ctx
+    )
     arts = r.extra["artifacts"]
     rec = np.load(arts["reconstructions"], allow_pickle=False)
     np.testing.assert_array_equal(rec, r.reconstructions)

@@ -26,8 +26,13 @@ def test_lenet_layers_leak_less_the_deeper_they_are():
 
 def test_gradient_leakage_falls_with_batch_size_and_noise(digits_data, fresh_cnn_target):
     r = GradientInversion(
-        batch_size=1, n_batches=6, iterations=300, evaluate=False, max_grad_norm=1.0,
-        sweep_batch_sizes=[1, 4, 16], sweep_noise_multipliers=[0.0, 0.01, 1.0],
+        batch_size=1,
+        n_batches=6,
+        iterations=300,
+        evaluate=False,
+        max_grad_norm=1.0,
+        sweep_batch_sizes=[1, 4, 16],
+        sweep_noise_multipliers=[0.0, 0.01, 1.0],
     ).run(fresh_cnn_target, digits_data, rng=0)
     cell = {(s["batch_size"], s["noise_multiplier"]): s["ssim"] for s in r.extra["sweep"]}
     assert cell[(1, 0.0)] > cell[(4, 0.0)] > cell[(16, 0.0)]
