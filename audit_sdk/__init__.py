@@ -43,6 +43,7 @@ from .registry import Registry, get_plugin_manager, get_registry
 from .results import AttackResult
 from .run import AuditReport, RunContext, load_target, run_attack, run_audit
 from .target import Target
+from .dp_audit_api import audit_dp
 from .training_api import train
 
 try:
@@ -77,6 +78,7 @@ __all__ = [
     "UnknownComponentError",
     "__version__",
     "as_generator",
+    "audit_dp",
     "get_plugin_manager",
     "get_registry",
     "hookimpl",

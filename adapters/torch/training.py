@@ -85,6 +85,8 @@ class TrainContext:
     #: each step with probability ``sample_rate``; a gradient defense clips and noises them like data,
     #: plain training adds them unclipped. Set by a defense's ``on_train_begin``.
     gradient_canaries: Any = None
+    #: steps at which ``gradient_canaries`` were sampled (0 after training: nothing used them)
+    gradient_canary_steps: int = 0
 
 
 @dataclass
@@ -102,6 +104,7 @@ class TrainResult:
 def sample_gradient_canaries(ctx: TrainContext) -> torch.Tensor:
     """The rows of ``ctx.gradient_canaries`` that join this step (each with probability ``sample_rate``)."""
     g = ctx.gradient_canaries
+    ctx.gradient_canary_steps += 1
     keep = torch.rand(g.shape[0], generator=ctx.generator) < ctx.sample_rate
     return g[keep.to(g.device)]
 

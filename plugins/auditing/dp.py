@@ -69,8 +69,8 @@ class DPAudit(Attack):
         model_config = ConfigDict(extra="forbid")
         mode: Literal["one-run", "multi-run"] = Field("one-run", description="one training run with m canaries, or many runs with one")
         canaries: int = Field(1000, ge=2, description="number of canaries m (one-run); each is included with probability 1/2")
-        canary: Literal["random-label", "ood", "gradient"] = Field("random-label", description="what a canary is")
-        threat_model: Literal["black-box", "white-box"] = Field("black-box", description="final model only, or every released update")
+        canary: Literal["random-label", "ood", "gradient"] = Field("gradient", description="what a canary is (gradient: Dirac gradients)")
+        threat_model: Literal["black-box", "white-box"] = Field("white-box", description="final model only, or every released update")
         runs: int = Field(16, ge=2, description="training runs in multi-run mode (half with the canary)")
         defense: str | None = Field("defense.dp-sgd", description="training defense to audit (None: plain training)")
         defense_params: dict[str, Any] = Field(default_factory=dict, description="its options, e.g. {'target_epsilon': 8.0}")
@@ -357,6 +357,15 @@ class _Recorder(Defense):
             # step-to-step change: noise that does not change between steps (a bug) cancels here
             self.changes += (a - self.last_) ** 2
         self.last_ = a
+
+    def on_train_end(self, ctx: Any) -> dict[str, Any]:
+        if self.canaries is not None and bool(self.include.any()) and ctx.gradient_canary_steps == 0:
+            raise InvalidParameterError(
+                "audit.dp: the gradient defense never used the gradient canaries (TrainContext.gradient_canaries), so they "
+                "cannot be detected and the audit would read as a false 'consistent'. Use canary='random-label' or 'ood', "
+                "or make the defense sample and clip ctx.gradient_canaries like data (see defense.dp-sgd)."
+            )
+        return {}
 
 
 def _alignment(model: Any, prev: dict[str, Any], cx: Any, cy: Any, released: Any, loss_fn: Any, chunk: int = 256) -> Any:
