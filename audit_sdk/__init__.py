@@ -25,6 +25,7 @@ from .data import (
     make_audit_data,
     save_npz,
 )
+from .dp_audit_api import audit_dp
 from .errors import (
     AccessError,
     AuditSDKError,
@@ -43,7 +44,6 @@ from .registry import Registry, get_plugin_manager, get_registry
 from .results import AttackResult
 from .run import AuditReport, RunContext, load_target, run_attack, run_audit
 from .target import Target
-from .dp_audit_api import audit_dp
 from .training_api import train
 
 try:

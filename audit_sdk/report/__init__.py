@@ -55,7 +55,9 @@ def verdict(report: AuditReport) -> dict[str, Any]:
     """Summarise one report: level (``high``/``measurable``/``none``/``violated``), a sentence, and why.
 
     ``violated`` means an empirical lower bound exceeds the accountant's epsilon: the DP
-    implementation or its accounting is wrong (or the model did not come from that run).
+    implementation or its accounting is wrong (or the model did not come from that run). A result
+    with its own ``extra["claimed_epsilon"]`` (``audit.dp``, which trains its own runs) is checked
+    against that claim.
     """
     members = [r for r in report.results if r.kind == "membership"]
     worst: dict[str, Any] = {}
@@ -85,6 +87,14 @@ def verdict(report: AuditReport) -> dict[str, Any]:
     if eps is not None and lb[0] > eps:
         level = "violated"
         reasons.insert(0, f"{lb[1]} proves epsilon >= {lb[0]:.3g} but the accountant claims epsilon = {eps:.3g}")
+    for r in members:
+        # a result that trained its own run (audit.dp) carries that run's claim: its bound is checked against it
+        own = r.extra.get("claimed_epsilon") if isinstance(r.extra, Mapping) else None
+        if isinstance(own, (int, float)) and r.metrics["epsilon_lower_bound"] > own:
+            level = "violated"
+            reasons.insert(
+                0, f"{r.attack} proves epsilon >= {r.metrics['epsilon_lower_bound']:.3g} but its training run claims epsilon = {own:.3g}"
+            )
     text = {
         "violated": "The empirical leakage exceeds the differential-privacy guarantee: check the DP training and its accounting.",
         "high": "The model leaks membership of its training data.",

@@ -15,11 +15,14 @@ into an epsilon lower bound at the requested confidence:
 
 Canaries: ``random-label`` (population inputs with a wrong label), ``ood`` (uniform noise inputs
 with random labels), ``gradient`` (crafted per-example gradients: one random coordinate each, a
-Dirac canary; needs parameter access). Threat models: ``black-box`` sees only the final model
-(input canaries: their loss; gradient canaries: the final parameters' displacement along each
-canary), ``white-box`` sees every released update, as a federated-learning server does (input
-canaries: the alignment of each step's released gradient with the canary's own gradient;
-gradient canaries: the released gradient along each canary, summed over steps).
+Dirac canary, of norm 10x the clip bound so clipping binds). Threat models: ``black-box`` sees
+only the final model (input canaries: their loss; gradient canaries: the final parameters'
+displacement along each canary); ``white-box`` sees every released update, as a federated-learning
+server does, and scores gradient canaries by the gradient alignment: the released gradient along
+each canary summed over steps (Steinke et al.), and its squared step-to-step change (noise that is
+wrongly reused across steps cancels there). The bound takes the best statistic, paying for both.
+Input canaries in the white-box model were tried and dropped: aligning every canary's own gradient
+with each update costs a per-example gradient pass per step and proved weaker than Dirac canaries.
 
 The result is a membership result over the canaries (truth = included) whose epsilon lower bound
 is the one-run bound (``bound="one-run"``) or the multi-run ROC bound, with ``extra["dp_audit"]``:
@@ -99,6 +102,11 @@ class DPAudit(Attack):
         from audit_sdk.registry import get_registry
 
         registry = getattr(context, "registry", None) or get_registry()
+        if p.threat_model == "white-box" and p.canary != "gradient":
+            raise InvalidParameterError(
+                f"audit.dp: the white-box threat model scores gradient canaries (canary='gradient'); {p.canary!r} canaries are "
+                "inputs, scored by their loss on the final model: use threat_model='black-box' with them."
+            )
         builder = _builder(p, target, data)
         defense = registry.create("defense", p.defense, p.defense_params) if p.defense else None
         if (
@@ -312,12 +320,11 @@ class _Recorder(Defense):
     summary = "records released updates for audit.dp (internal)"
     points = ()
 
-    def __init__(self, canaries: Any, include: np.ndarray, threat_model: str, cx: Any = None, cy: Any = None) -> None:
+    def __init__(self, canaries: Any, include: np.ndarray, threat_model: str) -> None:
         super().__init__()
-        self.canaries = canaries  # (m, n_params) gradient canaries, or None
+        self.canaries = canaries  # (m, n_params) gradient canaries, or None (input canaries)
         self.include = include
         self.threat_model = threat_model
-        self.cx, self.cy = cx, cy  # input canaries (white-box alignment)
         self.scores: Any = None
 
     def on_train_begin(self, ctx: Any) -> None:
@@ -334,11 +341,9 @@ class _Recorder(Defense):
         if self.canaries is not None:  # Dirac canaries: one non-zero coordinate each
             self.coords_ = self.canaries.abs().argmax(dim=1)
             self.signs_ = self.canaries[torch.arange(len(self.coords_)), self.coords_].sign().double()
-        else:
-            self.prev_ = {k: v.detach().clone() for k, v in ctx.model.named_parameters()}
 
     def on_step_end(self, ctx: Any) -> None:
-        if self.threat_model != "white-box":
+        if self.threat_model != "white-box" or self.canaries is None:
             return
         import torch
 
@@ -346,12 +351,7 @@ class _Recorder(Defense):
         if any(q.grad is None for q in params):
             return
         released = torch.cat([q.grad.detach().reshape(-1) for q in params]).double().cpu()
-        if self.canaries is not None:
-            # Dirac canaries: the released gradient along each canary direction
-            a = released[self.coords_] * self.signs_
-        else:
-            a = _alignment(ctx.model, self.prev_, self.cx, self.cy, released, ctx.loss_fn)
-            self.prev_ = {k: v.detach().clone() for k, v in ctx.model.named_parameters()}
+        a = released[self.coords_] * self.signs_  # the released gradient along each (Dirac) canary
         self.scores += a
         if self.last_ is not None:
             # step-to-step change: noise that does not change between steps (a bug) cancels here
@@ -366,27 +366,6 @@ class _Recorder(Defense):
                 "or make the defense sample and clip ctx.gradient_canaries like data (see defense.dp-sgd)."
             )
         return {}
-
-
-def _alignment(model: Any, prev: dict[str, Any], cx: Any, cy: Any, released: Any, loss_fn: Any, chunk: int = 256) -> Any:
-    """<g_i / ||g_i||, G> for each canary i: its gradient at the step's starting point against the released gradient G."""
-    import torch
-    from torch.func import functional_call, grad, vmap
-
-    names = [k for k, q in model.named_parameters() if q.requires_grad]
-    theta = {k: prev[k] for k in names}
-
-    def one(th: dict[str, Any], xi: Any, yi: Any) -> Any:
-        out = functional_call(model, th, (xi.unsqueeze(0),))
-        return loss_fn(out, yi.unsqueeze(0)).sum()
-
-    g_fn = vmap(grad(one), in_dims=(None, 0, 0))
-    res = []
-    for s in range(0, len(cx), chunk):
-        g = g_fn(theta, cx[s : s + chunk], cy[s : s + chunk])
-        flat = torch.cat([g[k].reshape(g[k].shape[0], -1) for k in names], dim=1).double()
-        res.append(flat @ released.to(flat.device) / flat.norm(dim=1).clamp_min(1e-12))
-    return torch.cat(res).cpu()
 
 
 def _gradient_canaries(n_params: int, m: int, norm: float, seed: int) -> Any:
@@ -440,7 +419,7 @@ def _train_and_score(
         yt = np.concatenate([y, cy[include]]).astype(np.int64)
     cx_t = torch.from_numpy(np.ascontiguousarray(cx, dtype=np.float32)) if not gradient else None
     cy_t = torch.from_numpy(np.ascontiguousarray(cy, dtype=np.int64)) if not gradient else None
-    rec = _Recorder(g, include, p.threat_model, cx_t, cy_t)
+    rec = _Recorder(g, include, p.threat_model)
     t0 = time.perf_counter()
     result = Trainer(TrainConfig(**train_cfg, seed=seed), defenses=[*([d] if d is not None else []), rec]).fit(model, xt, yt)
     train_seconds = time.perf_counter() - t0

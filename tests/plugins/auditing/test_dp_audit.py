@@ -1,0 +1,195 @@
+"""audit.dp: the DP audit catches broken DP, passes honest DP, and joins the report.
+
+All runs: digits MLP, 1,097 members, 1,000 canaries (unless said), 20 epochs of DP-SGD (batch 128,
+Adam 1e-2), seeded. Figures seen while writing these tests are in comments; bounds are at 95%.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import audit_sdk
+from audit_sdk.errors import AccessError, InvalidDataError, InvalidParameterError
+from audit_sdk.interfaces import Defense
+from audit_sdk.run import RunContext
+
+
+def dp_result(report):
+    res = report.results[0]
+    return res, res.extra["dp_audit"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_honest_dp_sgd_at_epsilon_8_stays_below_8(mlp, digits_dp, seed):
+    report = audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 8.0}, seed=seed)
+    res, info = dp_result(report)
+    # seen: lower bounds 1.5-1.9 (white-box Dirac canaries, as in Steinke et al. 2023 at m = 1000)
+    assert info["verdict"] == "consistent"
+    assert 0 < res.metrics["epsilon_lower_bound"] < 8.0
+    assert res.metrics["epsilon_lower_bound"] <= info["claimed_epsilon"] <= 8.0
+    assert info["defense_epsilon"] == pytest.approx(8.0, rel=0.01)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_honest_dp_sgd_at_epsilon_1_stays_below_its_claim(mlp, digits_dp, seed):
+    # a stricter check than epsilon 8 (which 1,000 canaries cannot exceed anyway: the bound tops out near 5.3)
+    res, info = dp_result(audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 1.0}, seed=seed))
+    assert info["verdict"] == "consistent"
+    assert res.metrics["epsilon_lower_bound"] < info["claimed_epsilon"] <= 1.0
+
+
+def test_non_private_training_is_caught(mlp, digits_dp):
+    res, info = dp_result(audit_sdk.audit_dp(mlp, digits_dp, defense=None))
+    # seen: 4.7 (every canary guessed right): clearly above any claim of epsilon <= 1
+    assert res.metrics["epsilon_lower_bound"] > 3.0
+    assert res.metrics["auc"] > 0.99
+    assert info["verdict"] == "no-claim" and info["claimed_epsilon"] is None
+
+
+@pytest.mark.parametrize("bug", ["skip-clipping", "reuse-noise"])
+def test_broken_dp_sgd_is_flagged(mlp, digits_dp, broken_registry, bug):
+    report = audit_sdk.audit_dp(
+        mlp, digits_dp, defense="defense.dp-sgd-broken", defense_params={"target_epsilon": 1.0, "bug": bug}, registry=broken_registry
+    )
+    res, info = dp_result(report)
+    # the accountant cannot see the bug: it claims epsilon ~0.91 (PLD) / 1.0 (RDP), as for an honest run
+    assert info["claimed_epsilon"] < 1.0
+    # seen: 3.2 (skip-clipping, summed statistic) and 4.7 (reuse-noise, step-change statistic)
+    assert res.metrics["epsilon_lower_bound"] > 2.0
+    assert info["verdict"] == "violated"
+    assert "broken" in info["text"]
+    from audit_sdk.report import verdict
+
+    assert verdict(report)["level"] == "violated"
+
+
+def test_reused_noise_is_found_by_the_step_change_statistic(mlp, digits_dp, broken_registry):
+    report = audit_sdk.audit_dp(
+        mlp,
+        digits_dp,
+        defense="defense.dp-sgd-broken",
+        defense_params={"target_epsilon": 1.0, "bug": "reuse-noise"},
+        registry=broken_registry,
+    )
+    one = report.results[0].metrics["one_run"]
+    # the summed projection carries the reused noise T times and sees nothing; differences cancel it
+    assert one["statistic"] == "step-change"
+    assert max(one["per_guesses"]["score"].values()) == 0.0
+
+
+def test_black_box_audit_with_ood_canaries(mlp, digits_dp):
+    plain, _ = dp_result(audit_sdk.audit_dp(mlp, digits_dp, defense=None, canary="ood", threat_model="black-box", epochs=40))
+    dp, info = dp_result(
+        audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 1.0}, canary="ood", threat_model="black-box", epochs=40)
+    )
+    # final model only, scored by each canary's loss. seen: 3.4 without DP, 0.0 at epsilon 1
+    assert plain.metrics["epsilon_lower_bound"] > 2.0
+    assert dp.metrics["epsilon_lower_bound"] < info["claimed_epsilon"]
+
+
+def test_random_label_canaries_come_from_the_population(mlp, digits_dp):
+    res, info = dp_result(
+        audit_sdk.audit_dp(mlp, digits_dp, defense=None, canary="random-label", threat_model="black-box", canaries=600, epochs=40)
+    )
+    assert info["canaries"] == 600 and res.metrics["epsilon_lower_bound"] > 1.0
+    with pytest.raises(InvalidDataError, match="canary='ood'"):
+        audit_sdk.audit_dp(mlp, digits_dp, defense=None, canary="random-label", threat_model="black-box", canaries=1000)
+    with pytest.raises(InvalidParameterError, match="threat_model='black-box'"):
+        audit_sdk.audit_dp(mlp, digits_dp, canary="ood", threat_model="white-box")
+
+
+def test_every_registered_accountant_is_reported(mlp, digits_dp):
+    res, info = dp_result(audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 3.0}, epochs=5, canaries=200))
+    accts = info["accountants"]
+    assert set(accts) == set(audit_sdk.get_registry().names("accountant"))
+    assert accts["acct.rdp"]["epsilon"] == pytest.approx(info["defense_epsilon"], rel=1e-6)
+    # PLD is tighter than RDP; GDP is an approximation and does not count as a claim
+    assert accts["acct.pld"]["epsilon"] <= accts["acct.rdp"]["epsilon"]
+    assert accts["acct.gdp"]["upper_bound"] is False
+    assert info["claimed_epsilon"] == pytest.approx(min(v["epsilon"] for v in accts.values() if v["upper_bound"]))
+
+
+def test_multi_run_audit(mlp, digits_dp):
+    plain, _ = dp_result(audit_sdk.audit_dp(mlp, digits_dp, defense=None, mode="multi-run", runs=32, epochs=5))
+    dp, info = dp_result(audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 1.0}, mode="multi-run", runs=8, epochs=2))
+    # one canary, in 16 of 32 runs: the runs separate perfectly without DP; the Clopper-Pearson bound of
+    # 32 trials is small by nature (each run is one trial): many runs buy what one run with m canaries gives
+    assert plain.truth.sum() == 16 and len(plain.scores) == 32
+    assert plain.metrics["auc"] == 1.0 and plain.metrics["epsilon_lower_bound"] > 0.3  # seen: 0.57
+    assert "one_run" not in plain.metrics
+    assert info["runs"] == 8 and dp.metrics["epsilon_lower_bound"] <= info["claimed_epsilon"]
+
+
+def test_runs_are_cached_and_resumed(mlp, digits_dp, tmp_path):
+    ctx = RunContext(registry=audit_sdk.get_registry(), cache_dir=tmp_path / "cache", out_dir=tmp_path / "out")
+    opts = {"defense_params": {"target_epsilon": 2.0}, "epochs": 3, "canaries": 200}
+    first, i1 = dp_result(audit_sdk.audit_dp(mlp, digits_dp, context=ctx, **opts))
+    again, i2 = dp_result(audit_sdk.audit_dp(mlp, digits_dp, context=ctx, confidence=0.99, **opts))
+    assert i1["runs_from_cache"] == 0 and i2["runs_from_cache"] == 1
+    np.testing.assert_array_equal(first.scores, again.scores)
+    assert again.metrics["epsilon_lower_bound"] <= first.metrics["epsilon_lower_bound"]  # higher confidence, weaker claim
+    saved = np.load(tmp_path / "out" / "audit.dp" / "canary_scores.npz")
+    np.testing.assert_array_equal(saved["scores"], again.scores)
+
+
+def test_seeded_runs_repeat_and_seeds_differ(mlp, digits_dp):
+    opts = {"defense_params": {"target_epsilon": 2.0}, "epochs": 2, "canaries": 100}
+    a, _ = dp_result(audit_sdk.audit_dp(mlp, digits_dp, seed=5, **opts))
+    b, _ = dp_result(audit_sdk.audit_dp(mlp, digits_dp, seed=5, **opts))
+    c, _ = dp_result(audit_sdk.audit_dp(mlp, digits_dp, seed=6, **opts))
+    np.testing.assert_array_equal(a.scores, b.scores)
+    np.testing.assert_array_equal(a.truth, b.truth)
+    assert not np.array_equal(a.truth, c.truth)
+
+
+def test_report_json_and_verdict(mlp, digits_dp, tmp_path):
+    report = audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 2.0}, epochs=3, canaries=200)
+    doc = json.loads(report.to_json(tmp_path / "r.json").read_text())
+    entry = doc["attacks"][0]
+    assert entry["name"] == "audit.dp"
+    assert entry["metrics"]["one_run"]["canaries"] == 200
+    assert entry["extra"]["dp_audit"]["verdict"] == "consistent"
+    assert math.isfinite(entry["extra"]["claimed_epsilon"])
+
+
+def test_training_access_is_required(digits_dp, digits_memorised_onnx):
+    with pytest.raises(AccessError, match="training"):
+        audit_sdk.run_audit(digits_memorised_onnx, digits_dp, attacks=["audit.dp"])
+
+
+def test_a_defense_that_ignores_gradient_canaries_is_refused(mlp, digits_dp):
+    class PlainSum(Defense):
+        name = "defense.test-plain-sum"
+        summary = "fills .grad itself and ignores gradient canaries"
+        points = ("gradient",)
+
+        def compute_gradients(self, ctx, batch):
+            xb, yb = batch
+            ctx.loss_fn(ctx.model(xb), yb).mean().backward()
+            return True
+
+    class Plugin:
+        @audit_sdk.hookimpl
+        def register_defenses(self):
+            return [PlainSum]
+
+    pm = audit_sdk.get_plugin_manager(third_party=False)
+    pm.register(Plugin(), name="test-plain-sum")
+    try:
+        with pytest.raises(InvalidParameterError, match="never used the gradient canaries"):
+            audit_sdk.audit_dp(mlp, digits_dp, defense=PlainSum.name, epochs=1, canaries=50, registry=audit_sdk.get_registry(pm))
+    finally:
+        pm.unregister(name="test-plain-sum")
+
+
+def test_output_defenses_and_bad_options_are_refused(mlp, digits_dp):
+    with pytest.raises(InvalidParameterError, match="Output defenses do not change training"):
+        audit_sdk.audit_dp(mlp, digits_dp, defense="defense.top-k")
+    with pytest.raises(InvalidParameterError, match="canaris"):
+        audit_sdk.audit_dp(mlp, digits_dp, canaris=10)
+    with pytest.raises(InvalidParameterError, match="distinct coordinates"):
+        audit_sdk.audit_dp(mlp, digits_dp, canaries=20000, epochs=1)
