@@ -26,6 +26,7 @@ COMMANDS: tuple[str, ...] = (
     "demo_cmd",
     "train_cmd",
     "epsilon_cmd",
+    "dp_audit_cmd",
     "calibrate_cmd",
     "config_cmd",
     "compare_cmd",
