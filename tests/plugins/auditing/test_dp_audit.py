@@ -193,3 +193,21 @@ def test_output_defenses_and_bad_options_are_refused(mlp, digits_dp):
         audit_sdk.audit_dp(mlp, digits_dp, canaris=10)
     with pytest.raises(InvalidParameterError, match="distinct coordinates"):
         audit_sdk.audit_dp(mlp, digits_dp, canaries=20000, epochs=1)
+
+
+def test_html_report_has_a_dp_audit_section(mlp, digits_dp, broken_registry, tmp_path):
+    report = audit_sdk.audit_dp(
+        mlp,
+        digits_dp,
+        defense="defense.dp-sgd-broken",
+        defense_params={"target_epsilon": 1.0, "bug": "skip-clipping"},
+        registry=broken_registry,
+        epochs=5,
+        canaries=300,
+    )
+    assert [s["title"] for s in report.sections] == ["DP audit (audit.dp)"]
+    page = report.to_html(tmp_path / "r.html").read_text()
+    assert "DP audit (audit.dp)" in page and "acct.pld" in page and "proven upper bound" in page
+    assert "violated" in page and "the DP implementation or its accounting is broken" in page
+    doc = json.loads(report.to_json(tmp_path / "r.json").read_text())
+    assert doc["sections"][0]["data"]["verdict"] == "violated"
