@@ -34,6 +34,7 @@ the DP implementation or its accounting). torch is imported inside functions onl
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -133,10 +134,12 @@ class DPAudit(Attack):
         else:
             include_runs = np.zeros(p.runs, bool)
             include_runs[gen.permutation(p.runs)[: p.runs // 2]] = True
-            runs = []
-            for j in range(p.runs):  # resumable: each finished run is kept in the cache directory
-                seed_j = int(np.random.SeedSequence([p.seed, 0x5EED, j]).generate_state(1)[0])
-                runs.append(_train_and_score(builder, data, cx, cy, include_runs[j : j + 1], p, defense, train_cfg, seed_j, cache))
+            seeds = [int(np.random.SeedSequence([p.seed, 0x5EED, j]).generate_state(1)[0]) for j in range(p.runs)]
+            tasks = [(builder, data, cx, cy, include_runs[j : j + 1], p, defense, train_cfg, seeds[j], cache) for j in range(p.runs)]
+            # independent runs fan out through the run's executor (processes or Ray); each finished run is
+            # also kept in the cache directory, so an interrupted audit resumes where it stopped
+            executor = getattr(context, "executor", None)
+            runs = executor.map(_train_and_score, tasks) if executor is not None else [_train_and_score(*t) for t in tasks]
             scores, truth = np.array([r["scores"][0] for r in runs]), include_runs
         seconds = time.perf_counter() - t0
         delta = p.delta if p.delta is not None else float(runs[0]["defense"].get("delta", 1e-5) if runs[0]["defense"] else 1e-5)
@@ -261,13 +264,30 @@ def accountant_epsilons(
 
 
 # --------------------------------------------------------------------------- architecture
+def _named_model(name: str, shape: tuple[int, ...], n_classes: int, seed: int) -> Any:
+    from audit_sdk.adapters.torch import make_model
+
+    return make_model(name, input_shape=shape, n_classes=n_classes, seed=seed)
+
+
+def _reinitialised(template: Any, seed: int) -> Any:
+    import torch
+
+    torch.manual_seed(seed)
+    fresh = copy.deepcopy(template)
+    for mod in fresh.modules():
+        reset = getattr(mod, "reset_parameters", None)
+        if callable(reset):
+            reset()
+    return fresh
+
+
 def _builder(p: DPAudit.Params, target: Target, data: AuditData) -> Any:
+    """``builder(seed) -> torch.nn.Module`` (picklable, so runs can go to worker processes)."""
     shape = tuple(int(s) for s in data.feature_shape)
     n_classes = max(int(data.n_classes), int(getattr(target, "n_classes", 0) or 0))
     if p.architecture != "from-target":
-        from audit_sdk.adapters.torch import make_model
-
-        return lambda seed: make_model(p.architecture, input_shape=shape, n_classes=n_classes, seed=seed)
+        return functools.partial(_named_model, p.architecture, shape, n_classes)
     model = getattr(target, "model", None)
     try:
         import torch
@@ -278,18 +298,7 @@ def _builder(p: DPAudit.Params, target: Target, data: AuditData) -> Any:
             f"audit.dp with architecture='from-target' re-trains the target's torch model, but the target is "
             f"{target.describe().get('kind', type(target).__name__)}. Pass a torch.nn.Module, or set architecture to 'mlp', 'cnn' or 'lenet'."
         )
-    template = copy.deepcopy(model).cpu()
-
-    def build(seed: int) -> Any:
-        torch.manual_seed(seed)
-        fresh = copy.deepcopy(template)
-        for mod in fresh.modules():
-            reset = getattr(mod, "reset_parameters", None)
-            if callable(reset):
-                reset()
-        return fresh
-
-    return build
+    return functools.partial(_reinitialised, copy.deepcopy(model).cpu())
 
 
 def _cache_dir(context: Any) -> Path | None:

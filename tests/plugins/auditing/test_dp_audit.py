@@ -211,3 +211,20 @@ def test_html_report_has_a_dp_audit_section(mlp, digits_dp, broken_registry, tmp
     assert "violated" in page and "the DP implementation or its accounting is broken" in page
     doc = json.loads(report.to_json(tmp_path / "r.json").read_text())
     assert doc["sections"][0]["data"]["verdict"] == "violated"
+
+
+def test_multi_run_fans_out_through_worker_processes(mlp, digits_dp, tmp_path):
+    from audit_sdk import LocalExecutor
+
+    opts = {"defense_params": {"target_epsilon": 1.0}, "mode": "multi-run", "runs": 4, "epochs": 1}
+    inline, _ = dp_result(audit_sdk.audit_dp(mlp, digits_dp, **opts))
+    with LocalExecutor(workers=2) as ex:
+        ctx = RunContext(registry=audit_sdk.get_registry(), executor=ex, cache_dir=tmp_path)
+        pooled, info = dp_result(audit_sdk.audit_dp(mlp, digits_dp, context=ctx, **opts))
+    assert ex.last_stats is not None and info["runs"] == 4
+    np.testing.assert_allclose(pooled.scores, inline.scores, rtol=1e-6)  # same seeds, same runs, other processes
+    again, info2 = dp_result(
+        audit_sdk.audit_dp(mlp, digits_dp, context=RunContext(registry=audit_sdk.get_registry(), cache_dir=tmp_path), **opts)
+    )
+    assert info2["runs_from_cache"] == 4
+    np.testing.assert_array_equal(again.scores, pooled.scores)
