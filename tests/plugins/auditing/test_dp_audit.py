@@ -27,7 +27,7 @@ def dp_result(report):
 def test_honest_dp_sgd_at_epsilon_8_stays_below_8(mlp, digits_dp, seed):
     report = audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 8.0}, seed=seed)
     res, info = dp_result(report)
-    # seen: lower bounds 1.5-1.9 (white-box Dirac canaries, as in Steinke et al. 2023 at m = 1000)
+    # seen: lower bounds 1.0-1.6 over these seeds (white-box Dirac canaries)
     assert info["verdict"] == "consistent"
     assert 0 < res.metrics["epsilon_lower_bound"] < 8.0
     assert res.metrics["epsilon_lower_bound"] <= info["claimed_epsilon"] <= 8.0
@@ -58,7 +58,7 @@ def test_broken_dp_sgd_is_flagged(mlp, digits_dp, broken_registry, bug):
     res, info = dp_result(report)
     # the accountant cannot see the bug: it claims epsilon ~0.91 (PLD) / 1.0 (RDP), as for an honest run
     assert info["claimed_epsilon"] < 1.0
-    # seen: 3.2 (skip-clipping, summed statistic) and 4.7 (reuse-noise, step-change statistic)
+    # seen: 3.3 (skip-clipping, summed statistic) and 3.9 (reuse-noise, step-change statistic)
     assert res.metrics["epsilon_lower_bound"] > 2.0
     assert info["verdict"] == "violated"
     assert "broken" in info["text"]
@@ -86,7 +86,7 @@ def test_black_box_audit_with_ood_canaries(mlp, digits_dp):
     dp, info = dp_result(
         audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 1.0}, canary="ood", threat_model="black-box", epochs=40)
     )
-    # final model only, scored by each canary's loss. seen: 3.4 without DP, 0.0 at epsilon 1
+    # final model only, scored by each canary's loss. seen: 3.0 without DP, 0.0 at epsilon 1
     assert plain.metrics["epsilon_lower_bound"] > 2.0
     assert dp.metrics["epsilon_lower_bound"] < info["claimed_epsilon"]
 
