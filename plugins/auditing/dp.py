@@ -72,7 +72,7 @@ class DPAudit(Attack):
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         mode: Literal["one-run", "multi-run"] = Field("one-run", description="one training run with m canaries, or many runs with one")
-        canaries: int = Field(1000, ge=2, description="number of canaries m (one-run); each is included with probability 1/2")
+        canaries: int = Field(1000, ge=10, description="number of canaries m (one-run); each is included with probability 1/2")
         canary: Literal["random-label", "ood", "gradient"] = Field("gradient", description="what a canary is (gradient: Dirac gradients)")
         threat_model: Literal["black-box", "white-box"] = Field("white-box", description="final model only, or every released update")
         runs: int = Field(16, ge=2, description="training runs in multi-run mode (half with the canary)")
@@ -238,7 +238,9 @@ def make_canaries(kind: str, m: int, data: AuditData, *, n_classes: int, rng: An
             f"random-label canaries are population (then non-member) inputs, but the data has {len(px)} of them for {m} canaries. "
             "Pass more population data, fewer canaries, or canary='ood' (generated inputs)."
         )
-    pick = gen.permutation(len(px))[:m]
+    # population inputs first: non-member inputs also measure test accuracy, so they are used only when needed
+    n_pop = len(data.population) if data.population is not None else 0
+    pick = np.r_[gen.permutation(n_pop), n_pop + gen.permutation(len(px) - n_pop)][:m]
     shift = gen.integers(1, n_classes, m)
     return np.ascontiguousarray(px[pick]), ((py[pick].astype(np.int64) + shift) % n_classes).astype(np.int64)
 
