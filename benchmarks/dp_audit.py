@@ -85,11 +85,19 @@ def main() -> None:
     def train_once(model_name: str, data: Any) -> Any:
         model = make_model(model_name, input_shape=data.feature_shape, n_classes=data.n_classes, seed=0)
         dp = registry.create("defense", P.defense, defense_params)
-        return Trainer(TrainConfig(**train_cfg, seed=P.seed), defenses=[dp]).fit(model, data.members.x, data.members.y)
+        # the same plugin manager as the audit's: neither side pays for re-reading entry points
+        return Trainer(TrainConfig(**train_cfg, seed=P.seed), defenses=[dp], pm=registry.pm).fit(model, data.members.x, data.members.y)
 
     def audit_once(model_name: str, data: Any, canary: str, threat: str) -> Any:
         report = audit_sdk.audit_dp(
-            model_name, data, defense=P.defense, defense_params=defense_params, canaries=args.canaries, canary=canary, threat_model=threat
+            model_name,
+            data,
+            defense=P.defense,
+            defense_params=defense_params,
+            canaries=args.canaries,
+            canary=canary,
+            threat_model=threat,
+            registry=registry,
         )
         return report.results[0]
 

@@ -24,7 +24,7 @@ from audit_sdk.interfaces import Defense
 
 from ._util import resolve_device
 
-__all__ = ["TrainConfig", "TrainContext", "TrainResult", "Trainer", "add_flat_grad", "evaluate_accuracy", "sample_gradient_canaries"]
+__all__ = ["TrainConfig", "TrainContext", "TrainResult", "Trainer", "add_flat_grad", "evaluate_accuracy", "gradient_canary_sum"]
 
 
 class TrainConfig(BaseModel):
@@ -101,12 +101,33 @@ class TrainResult:
     notes: list[str] = field(default_factory=list)
 
 
-def sample_gradient_canaries(ctx: TrainContext) -> torch.Tensor:
-    """The rows of ``ctx.gradient_canaries`` that join this step (each with probability ``sample_rate``)."""
+def gradient_canary_sum(ctx: TrainContext, clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the gradient canaries that join this step, each clipped to L2 norm ``clip`` (None: unclipped).
+
+    Each row of ``ctx.gradient_canaries`` joins with probability ``sample_rate``. The canaries are a
+    dense (k, n_params) tensor or a sparse COO one (Dirac canaries: one non-zero per row, so a
+    thousand of them cost a thousand numbers, not a thousand parameter vectors).
+
+    Returns:
+        the flat sum (n_params,) and the norms of the rows that joined.
+    """
     g = ctx.gradient_canaries
     ctx.gradient_canary_steps += 1
-    keep = torch.rand(g.shape[0], generator=ctx.generator) < ctx.sample_rate
-    return g[keep.to(g.device)]
+    keep = (torch.rand(g.shape[0], generator=ctx.generator) < ctx.sample_rate).to(g.device)
+    if not g.is_sparse:
+        rows = g[keep]
+        norms = rows.norm(dim=1)
+        scale = torch.ones_like(norms) if clip is None else (clip / (norms + 1e-6)).clamp(max=1.0)
+        return (rows * scale[:, None]).sum(0), norms
+    # sparse: work on the non-zero entries of the rows that joined (no sparse-tensor ops per step)
+    g = g if g.is_coalesced() else g.coalesce()
+    (r, c), v = g.indices(), g.values()
+    e = keep[r]
+    r, c, v = r[e], c[e], v[e]
+    norms = torch.zeros(g.shape[0], dtype=v.dtype, device=v.device).index_add_(0, r, v * v).sqrt()
+    scale = torch.ones_like(norms) if clip is None else (clip / (norms + 1e-6)).clamp(max=1.0)
+    flat = torch.zeros(g.shape[1], dtype=v.dtype, device=v.device).index_add_(0, c, v * scale[r])
+    return flat, norms[keep]
 
 
 def add_flat_grad(model: torch.nn.Module, flat: torch.Tensor) -> None:
@@ -240,7 +261,7 @@ class Trainer:
                     loss.backward()
                     ctx.metrics.setdefault("loss", float(loss.detach()))
                     if ctx.gradient_canaries is not None:
-                        add_flat_grad(model, sample_gradient_canaries(ctx).sum(0) / len(idx))
+                        add_flat_grad(model, gradient_canary_sum(ctx)[0] / len(idx))
                 opt.step()
                 for d in self.defenses:
                     d.on_step_end(ctx)

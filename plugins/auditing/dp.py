@@ -50,6 +50,7 @@ from audit_sdk import Attack, AttackResult, hookimpl
 from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError
+from audit_sdk.executor import LocalExecutor
 from audit_sdk.interfaces import Defense, PrivacyEvent
 from audit_sdk.target import Target
 
@@ -129,16 +130,19 @@ class DPAudit(Attack):
         t0 = time.perf_counter()
         if p.mode == "one-run":
             include = gen.random(m) < 0.5
-            runs = [_train_and_score(builder, data, cx, cy, include, p, defense, train_cfg, p.seed, cache)]
+            runs = [_train_and_score(builder, data, cx, cy, include, p, defense, train_cfg, p.seed, cache, registry.pm)]
             scores, truth = np.asarray(runs[0]["scores"]), include
         else:
             include_runs = np.zeros(p.runs, bool)
             include_runs[gen.permutation(p.runs)[: p.runs // 2]] = True
             seeds = [int(np.random.SeedSequence([p.seed, 0x5EED, j]).generate_state(1)[0]) for j in range(p.runs)]
-            tasks = [(builder, data, cx, cy, include_runs[j : j + 1], p, defense, train_cfg, seeds[j], cache) for j in range(p.runs)]
+            executor = getattr(context, "executor", None)
+            # the plugin manager cannot travel to worker processes; there each run builds its own
+            inline = executor is None or (isinstance(executor, LocalExecutor) and executor.workers == 1)
+            pm = registry.pm if inline else None
+            tasks = [(builder, data, cx, cy, include_runs[j : j + 1], p, defense, train_cfg, seeds[j], cache, pm) for j in range(p.runs)]
             # independent runs fan out through the run's executor (processes or Ray); each finished run is
             # also kept in the cache directory, so an interrupted audit resumes where it stopped
-            executor = getattr(context, "executor", None)
             runs = executor.map(_train_and_score, tasks) if executor is not None else [_train_and_score(*t) for t in tasks]
             scores, truth = np.array([r["scores"][0] for r in runs]), include_runs
         seconds = time.perf_counter() - t0
@@ -344,14 +348,14 @@ class _Recorder(Defense):
         params = [q for q in ctx.model.parameters() if q.requires_grad]
         self.theta0_ = torch.cat([q.detach().reshape(-1) for q in params]).clone()
         if self.canaries is not None:
-            inc = torch.from_numpy(self.include)
-            ctx.gradient_canaries = self.canaries[inc].to(ctx.device)
+            inc = torch.from_numpy(np.flatnonzero(self.include))
+            ctx.gradient_canaries = self.canaries.index_select(0, inc).coalesce().to(ctx.device)
         self.scores = torch.zeros(len(self.include), dtype=torch.float64)
         self.changes = torch.zeros(len(self.include), dtype=torch.float64)
         self.last_: Any = None
-        if self.canaries is not None:  # Dirac canaries: one non-zero coordinate each
-            self.coords_ = self.canaries.abs().argmax(dim=1)
-            self.signs_ = self.canaries[torch.arange(len(self.coords_)), self.coords_].sign().double()
+        if self.canaries is not None:  # Dirac canaries: one non-zero coordinate each, rows in order
+            self.coords_ = self.canaries.indices()[1]
+            self.signs_ = self.canaries.values().sign().double()
 
     def on_step_end(self, ctx: Any) -> None:
         if self.threat_model != "white-box" or self.canaries is None:
@@ -361,8 +365,8 @@ class _Recorder(Defense):
         params = [q for q in ctx.model.parameters() if q.requires_grad]
         if any(q.grad is None for q in params):
             return
-        released = torch.cat([q.grad.detach().reshape(-1) for q in params]).double().cpu()
-        a = released[self.coords_] * self.signs_  # the released gradient along each (Dirac) canary
+        released = torch.cat([q.grad.detach().reshape(-1) for q in params])
+        a = released[self.coords_].cpu().double() * self.signs_  # the released gradient along each (Dirac) canary
         self.scores += a
         if self.last_ is not None:
             # step-to-step change: noise that does not change between steps (a bug) cancels here
@@ -380,6 +384,7 @@ class _Recorder(Defense):
 
 
 def _gradient_canaries(n_params: int, m: int, norm: float, seed: int) -> Any:
+    """``m`` Dirac gradient canaries: distinct random coordinates of the flat parameter vector, as a sparse (m, n_params) tensor."""
     import torch
 
     if m > n_params:
@@ -387,9 +392,8 @@ def _gradient_canaries(n_params: int, m: int, norm: float, seed: int) -> Any:
             f"{m} gradient canaries need {m} distinct coordinates, but the model has {n_params} parameters; use fewer canaries."
         )
     coords = np.random.default_rng(np.random.SeedSequence([seed, 0xD1AC])).choice(n_params, size=m, replace=False)
-    g = torch.zeros(m, n_params)
-    g[torch.arange(m), torch.from_numpy(coords)] = float(norm)
-    return g
+    index = torch.stack([torch.arange(m), torch.from_numpy(coords)])
+    return torch.sparse_coo_tensor(index, torch.full((m,), float(norm)), (m, n_params), check_invariants=True).coalesce()
 
 
 def _train_and_score(
@@ -403,6 +407,7 @@ def _train_and_score(
     train_cfg: dict[str, Any],
     seed: int,
     cache: Path | None,
+    pm: Any = None,
 ) -> dict[str, Any]:
     """Train once with the included canaries and score every canary; cached as JSON when ``cache`` is set."""
     import torch
@@ -432,14 +437,15 @@ def _train_and_score(
     cy_t = torch.from_numpy(np.ascontiguousarray(cy, dtype=np.int64)) if not gradient else None
     rec = _Recorder(g, include, p.threat_model)
     t0 = time.perf_counter()
-    result = Trainer(TrainConfig(**train_cfg, seed=seed), defenses=[*([d] if d is not None else []), rec]).fit(model, xt, yt)
+    trainer = Trainer(TrainConfig(**train_cfg, seed=seed), defenses=[*([d] if d is not None else []), rec], pm=pm)
+    result = trainer.fit(model, xt, yt)
     train_seconds = time.perf_counter() - t0
     t1 = time.perf_counter()
     if p.threat_model == "white-box":
         scores = rec.scores.numpy()
     elif gradient:
         theta = torch.cat([q.detach().reshape(-1) for q in model.parameters() if q.requires_grad]).double().cpu()
-        scores = ((g.double() @ (rec.theta0_.double().cpu() - theta)) / g.double().norm(dim=1)).numpy()
+        scores = ((rec.theta0_.double().cpu() - theta)[rec.coords_] * rec.signs_).numpy()  # displacement along each canary
     else:
         with torch.no_grad():
             model.eval()

@@ -290,15 +290,13 @@ class DPSGD(Defense):
     def _add_gradient_canaries(self, ctx: Any, params: list[Any], sums: list[Any], norms_parts: list[Any]) -> None:
         """Gradient canaries (records whose per-example gradient is given): sampled and clipped like data."""
 
-        from audit_sdk.adapters.torch.training import sample_gradient_canaries
+        from audit_sdk.adapters.torch.training import gradient_canary_sum
 
         if self.params.clipping != "flat":
             raise InvalidParameterError("gradient canaries are clipped as flat vectors; use clipping='flat' to audit with them.")
-        rows = sample_gradient_canaries(ctx)
-        if rows.shape[0] == 0:
+        clipped, norms = gradient_canary_sum(ctx, clip=self.clip_)
+        if norms.numel() == 0:
             return
-        norms = rows.norm(dim=1)
-        clipped = (rows * (self.clip_ / (norms + 1e-6)).clamp(max=1.0)[:, None]).sum(0)
         offset = 0
         for acc, q in zip(sums, params):
             k = q.numel()
