@@ -185,7 +185,7 @@ def _all_components():
 def test_component_common_checks(cls):
     assert NAME_RE.match(cls.name), cls.name
     family = cls.name.split(".")[0]
-    assert family in {"mia", "dp", "acct", "defense", "inversion"} or cls.kind not in ("attack",), cls.name
+    assert family in {"mia", "dp", "acct", "defense", "inversion", "audit"} or cls.kind not in ("attack",), cls.name
     assert cls.summary.strip() and "\n" not in cls.summary.strip()
     assert cls.Params.model_config.get("extra") == "forbid", f"{cls.name}.Params must forbid unknown options"
     cls.Params()  # defaults validate
@@ -193,7 +193,7 @@ def test_component_common_checks(cls):
         cls.parse_params({"no_such_option": 1})
     assert isinstance(cls.options_schema(), dict)
     if cls.kind == "attack":
-        assert cls.access in ("label-only", "black-box", "white-box", "gradients")
+        assert cls.access in ("label-only", "black-box", "white-box", "gradients", "training")
         assert cls.result_kind in ("membership", "reconstruction")
     if cls.kind == "defense":
         assert cls.points and set(cls.points) <= {"input", "objective", "gradient", "parameters", "output"}
