@@ -256,6 +256,8 @@ def _run_cell(
     for name, params in attacks:
         access = getattr(reg.get("attack", name), "access", "black-box")
         need = CAPABILITIES_FOR_ACCESS.get(access, frozenset({access}))
+        if access == "training":
+            params = _training_recipe(reg.get("attack", name), params, train, train_defs)
         for i, t in enumerate(served_targets):
             if need <= set(t.capabilities):
                 plan[i].append((name, params))
@@ -293,6 +295,23 @@ def _run_cell(
         **info,
     }
     return _report_to_tree(report)
+
+
+def _training_recipe(cls: Any, params: dict[str, Any], train: dict[str, Any], train_defs: list[Any]) -> dict[str, Any]:
+    """Options of a training-access attack (``audit.dp``) filled from the cell: its defense and training set-up.
+
+    A cell's DP-SGD is audited with the cell's own options and training configuration; options the
+    config gives the attack explicitly win. A cell without a training defense audits plain training.
+    """
+    fields = getattr(cls.Params, "model_fields", {})
+    auto: dict[str, Any] = {k: v for k, v in train.items() if k in fields and k != "architecture"}
+    if "defense" in fields:
+        gradient = [d for d in train_defs if "gradient" in getattr(d, "points", ())]
+        chosen = gradient[0] if gradient else (train_defs[0] if train_defs else None)
+        auto["defense"] = chosen.name if chosen is not None else None
+        if "defense_params" in fields:
+            auto["defense_params"] = chosen.params.model_dump() if chosen is not None else {}
+    return {**auto, **params}
 
 
 def run_comparison(

@@ -69,7 +69,9 @@ def demo_config(reg: Any, *, out: str, seed: int, epochs: int, attacks: list[str
     attack_specs = []
     for n in names:
         fields = reg.get("attack", n).Params.model_fields
-        attack_specs.append({"name": n, "params": {k: v for k, v in DEMO_ATTACK_OPTIONS.items() if k in fields}})
+        # a training-access attack (audit.dp) re-runs each cell's own recipe: the cell sets its options
+        shared = {} if getattr(reg.get("attack", n), "access", "") == "training" else DEMO_ATTACK_OPTIONS
+        attack_specs.append({"name": n, "params": {k: v for k, v in shared.items() if k in fields}})
     cells = []
     if defenses:
         registered = set(reg.names("defense"))

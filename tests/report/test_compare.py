@@ -192,3 +192,24 @@ def test_cells_resume_from_an_executor_result_cache(reg, tmp_path):
     with LocalExecutor(1, cache_dir=tmp_path / "cache") as ex:
         run_comparison(cfg, registry=reg, context=RunContext(registry=reg, executor=ex))
     assert CALLS["transform_data"] == 2
+
+
+def test_a_dp_audit_in_a_grid_reruns_each_cells_own_recipe(tmp_path):
+    import audit_sdk
+    from audit_sdk.report import verdict
+
+    reg = audit_sdk.get_registry()
+    cfg = grid(tmp_path, cells=[{"label": "dp", "defenses": [{"name": "defense.dp-sgd", "params": {"target_epsilon": 2.0}}]}])
+    cfg["attacks"] = ["mia.loss-threshold", {"name": "audit.dp", "params": {"canaries": 200}}]
+    comp = run_comparison(cfg, registry=reg)
+    by = {r.label: r for r in comp.reports}
+    assert not comp.failures and set(by) == {"none", "dp"}
+    plain = [r for r in by["none"].results if r.attack == "audit.dp"][0]
+    dp = [r for r in by["dp"].results if r.attack == "audit.dp"][0]
+    # the baseline cell's recipe is plain training; the dp cell's is its DP-SGD, with the cell's training options
+    assert plain.extra["dp_audit"]["verdict"] == "no-claim" and plain.params["defense"] is None
+    assert dp.params["defense"] == "defense.dp-sgd" and dp.params["defense_params"]["target_epsilon"] == 2.0
+    assert (dp.params["epochs"], dp.params["batch_size"], dp.params["lr"]) == (10, 32, 5e-3) and dp.params["canaries"] == 200
+    assert dp.extra["dp_audit"]["verdict"] == "consistent" and dp.extra["claimed_epsilon"] <= 2.0
+    # the canaries measure the recipe, not the served model's members: the leakage verdict ignores them
+    assert verdict(by["none"])["reasons"] == [] or all("audit.dp" not in r for r in verdict(by["none"])["reasons"])
