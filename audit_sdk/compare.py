@@ -162,7 +162,20 @@ def _task_key(label: str, args: tuple[Any, ...], data_digest: str) -> str:
     return f"{_slug(label)}-{hashlib.sha256(spec.encode()).hexdigest()[:20]}"
 
 
-_RESULT_FIELDS = ("attack", "params", "kind", "scores", "truth", "labels", "reconstructions", "originals", "data_range", "extra", "seconds")
+_RESULT_FIELDS = (
+    "attack",
+    "params",
+    "kind",
+    "scores",
+    "truth",
+    "labels",
+    "reconstructions",
+    "originals",
+    "data_range",
+    "extra",
+    "seconds",
+    "bound",  # how the epsilon lower bound is computed (audit.dp: one-run): part of the result, not a default
+)
 _REPORT_FIELDS = ("target", "data", "seed", "seconds", "privacy", "sections", "config", "timings", "policy", "label", "utility")
 
 
@@ -280,6 +293,7 @@ def _run_cell(
             report = part
         else:
             report.results += part.results
+            report.sections += part.sections
             report.timings.update({k: v for k, v in part.timings.items() if k != "total"})
             report.timings["total"] = report.timings.get("total", 0.0) + part.timings.get("total", 0.0)
             report.seconds += part.seconds

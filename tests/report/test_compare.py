@@ -211,5 +211,8 @@ def test_a_dp_audit_in_a_grid_reruns_each_cells_own_recipe(tmp_path):
     assert dp.params["defense"] == "defense.dp-sgd" and dp.params["defense_params"]["target_epsilon"] == 2.0
     assert (dp.params["epochs"], dp.params["batch_size"], dp.params["lr"]) == (10, 32, 5e-3) and dp.params["canaries"] == 200
     assert dp.extra["dp_audit"]["verdict"] == "consistent" and dp.extra["claimed_epsilon"] <= 2.0
+    # the one-run bound survives the trip through the cell's result tree (it is not the ROC bound)
+    assert dp.metrics["epsilon_lower_bound"] == dp.extra["dp_audit"]["epsilon_lower_bound"] and "one_run" in dp.metrics
+    assert [s["title"] for s in by["dp"].sections] == ["DP audit (audit.dp)"]
     # the canaries measure the recipe, not the served model's members: the leakage verdict ignores them
     assert verdict(by["none"])["reasons"] == [] or all("audit.dp" not in r for r in verdict(by["none"])["reasons"])
