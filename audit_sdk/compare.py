@@ -137,6 +137,14 @@ class Comparison:
     def to_html(self, path: str | Path, *, title: str = "audit-sdk comparison") -> Path:
         from .report import render_html
 
+        if not self.reports and self.failures:
+            from .executor import TaskError
+
+            first = self.failures[0]
+            raise TaskError(
+                f"every cell of the comparison failed, so there is nothing to report; {len(self.failures)} failure(s), "
+                f"the first: cell {first.get('cell')!r}: {first.get('error')}"
+            )
         return render_html(self.reports, path, title=title, extra_config=self.config or None)
 
 

@@ -161,6 +161,12 @@ def test_a_failing_cell_is_reported_not_fatal(reg, tmp_path, pm):
     comp = run_comparison(cfg, registry=reg2)
     assert [r.label for r in comp.reports] == ["none"]
     assert comp.failures[0]["cell"] == "broken" and "broken on purpose" in comp.failures[0]["error"]
+    # with nothing left to show, the page says why instead of "needs at least one AuditReport"
+    from audit_sdk.executor import TaskError
+
+    comp.reports = []
+    with pytest.raises(TaskError, match="every cell of the comparison failed.*'broken'.*broken on purpose"):
+        comp.to_html(tmp_path / "none.html")
 
 
 def test_grid_config_errors(reg, tmp_path):
