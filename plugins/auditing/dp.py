@@ -96,6 +96,7 @@ class DPAudit(Attack):
         )
         accountants: list[str] | None = Field(None, description="accountants to recompute epsilon with (default: every registered one)")
         seed: int = Field(0, ge=0, description="seeds canaries, inclusion and training")
+        device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the audit's runs train (auto: CUDA when present)")
 
     params: Params
 
@@ -125,7 +126,7 @@ class DPAudit(Attack):
         n_classes = max(int(data.n_classes), int(getattr(target, "n_classes", 0) or 0))
         m = p.canaries if p.mode == "one-run" else 1
         cx, cy = make_canaries(p.canary, m, data, n_classes=n_classes, rng=gen)
-        train_cfg = {"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr, "optimizer": p.optimizer, "device": "cpu"}
+        train_cfg = {"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr, "optimizer": p.optimizer, "device": p.device}
         cache = _cache_dir(context)
         t0 = time.perf_counter()
         if p.mode == "one-run":
@@ -354,7 +355,7 @@ class _Recorder(Defense):
         self.changes = torch.zeros(len(self.include), dtype=torch.float64)
         self.last_: Any = None
         if self.canaries is not None:  # Dirac canaries: one non-zero coordinate each, rows in order
-            self.coords_ = self.canaries.indices()[1]
+            self.coords_ = self.canaries.indices()[1].to(ctx.device)
             self.signs_ = self.canaries.values().sign().double()
 
     def on_step_end(self, ctx: Any) -> None:
@@ -366,7 +367,7 @@ class _Recorder(Defense):
         if any(q.grad is None for q in params):
             return
         released = torch.cat([q.grad.detach().reshape(-1) for q in params])
-        a = released[self.coords_].cpu().double() * self.signs_  # the released gradient along each (Dirac) canary
+        a = released[self.coords_].double().cpu() * self.signs_  # the released gradient along each (Dirac) canary
         self.scores += a
         if self.last_ is not None:
             # step-to-step change: noise that does not change between steps (a bug) cancels here
@@ -445,15 +446,16 @@ def _train_and_score(
         scores = rec.scores.numpy()
     elif gradient:
         theta = torch.cat([q.detach().reshape(-1) for q in model.parameters() if q.requires_grad]).double().cpu()
-        scores = ((rec.theta0_.double().cpu() - theta)[rec.coords_] * rec.signs_).numpy()  # displacement along each canary
+        scores = ((rec.theta0_.double().cpu() - theta)[rec.coords_.cpu()] * rec.signs_).numpy()  # displacement along each canary
     else:
         with torch.no_grad():
             model.eval()
+            dev = next(model.parameters()).device
             losses = [
-                torch.nn.functional.cross_entropy(model(cx_t[s : s + 2048]), cy_t[s : s + 2048], reduction="none")  # type: ignore[index]
+                torch.nn.functional.cross_entropy(model(cx_t[s : s + 2048].to(dev)), cy_t[s : s + 2048].to(dev), reduction="none")  # type: ignore[index]
                 for s in range(0, len(cx), 2048)
             ]
-            scores = -torch.cat(losses).double().numpy()
+            scores = -torch.cat(losses).double().cpu().numpy()
     score_seconds = time.perf_counter() - t1
     if not np.isfinite(scores).all():
         raise InvalidModelError("audit.dp: the trained model gives NaN or inf canary scores (training diverged); lower lr or epochs.")
@@ -464,7 +466,7 @@ def _train_and_score(
         "train_seconds": train_seconds,
         "score_seconds": score_seconds,
         "steps": result.steps,
-        "test_accuracy": evaluate_accuracy(model, data.non_members.x, data.non_members.y, device="cpu"),
+        "test_accuracy": evaluate_accuracy(model, data.non_members.x, data.non_members.y, device=p.device),
     }
     out = json.loads(json.dumps(out, default=_jsonable))
     if path is not None:

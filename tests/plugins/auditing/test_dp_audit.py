@@ -228,3 +228,11 @@ def test_multi_run_fans_out_through_worker_processes(mlp, digits_dp, tmp_path):
     )
     assert info2["runs_from_cache"] == 4
     np.testing.assert_array_equal(again.scores, pooled.scores)
+
+
+@pytest.mark.gpu
+def test_audit_runs_on_cuda(mlp, digits_dp):
+    res, info = dp_result(audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 8.0}, device="cuda", epochs=5))
+    assert info["verdict"] == "consistent" and 0 <= res.metrics["epsilon_lower_bound"] < 8.0
+    bb, _ = dp_result(audit_sdk.audit_dp(mlp, digits_dp, defense=None, canary="ood", threat_model="black-box", device="cuda", epochs=5))
+    assert np.isfinite(bb.scores).all()
