@@ -9,7 +9,7 @@ from torch import nn
 
 from audit_sdk.errors import InvalidParameterError
 
-__all__ = ["make_model", "MODEL_NAMES"]
+__all__ = ["make_model", "MODEL_NAMES", "reinitialised"]
 
 MODEL_NAMES = ("mlp", "cnn", "lenet")
 
@@ -65,3 +65,19 @@ def make_model(name: str, *, input_shape: Sequence[int], n_classes: int, hidden:
             *body, nn.Linear(_flat_dim(body, shape), 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, n_classes)
         )
     raise InvalidParameterError(f"unknown model {name!r}; expected one of {MODEL_NAMES}.")
+
+
+def reinitialised(template: nn.Module, seed: int) -> nn.Module:
+    """A copy of ``template`` with freshly initialised weights (every ``reset_parameters``), seeded.
+
+    The architecture of a given model, trained again from scratch (reference models, DP audits).
+    """
+    import copy
+
+    torch.manual_seed(seed)
+    model = copy.deepcopy(template)
+    for m in model.modules():
+        reset = getattr(m, "reset_parameters", None)
+        if callable(reset):
+            reset()
+    return model

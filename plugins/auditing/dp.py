@@ -54,6 +54,8 @@ from audit_sdk.executor import LocalExecutor
 from audit_sdk.interfaces import Defense, PrivacyEvent
 from audit_sdk.target import Target
 
+from ..mia._reference import _build_named  # the same named-architecture builder as the reference models
+
 __all__ = ["DPAudit", "accountant_epsilons", "make_canaries"]
 
 _CACHE_VERSION = 1
@@ -271,30 +273,12 @@ def accountant_epsilons(
 
 
 # --------------------------------------------------------------------------- architecture
-def _named_model(name: str, shape: tuple[int, ...], n_classes: int, seed: int) -> Any:
-    from audit_sdk.adapters.torch import make_model
-
-    return make_model(name, input_shape=shape, n_classes=n_classes, seed=seed)
-
-
-def _reinitialised(template: Any, seed: int) -> Any:
-    import torch
-
-    torch.manual_seed(seed)
-    fresh = copy.deepcopy(template)
-    for mod in fresh.modules():
-        reset = getattr(mod, "reset_parameters", None)
-        if callable(reset):
-            reset()
-    return fresh
-
-
 def _builder(p: DPAudit.Params, target: Target, data: AuditData) -> Any:
     """``builder(seed) -> torch.nn.Module`` (picklable, so runs can go to worker processes)."""
     shape = tuple(int(s) for s in data.feature_shape)
     n_classes = max(int(data.n_classes), int(getattr(target, "n_classes", 0) or 0))
     if p.architecture != "from-target":
-        return functools.partial(_named_model, p.architecture, shape, n_classes)
+        return functools.partial(_build_named, p.architecture, shape, n_classes)
     model = getattr(target, "model", None)
     try:
         import torch
@@ -305,7 +289,9 @@ def _builder(p: DPAudit.Params, target: Target, data: AuditData) -> Any:
             f"audit.dp with architecture='from-target' re-trains the target's torch model, but the target is "
             f"{target.describe().get('kind', type(target).__name__)}. Pass a torch.nn.Module, or set architecture to 'mlp', 'cnn' or 'lenet'."
         )
-    return functools.partial(_reinitialised, copy.deepcopy(model).cpu())
+    from audit_sdk.adapters.torch.models import reinitialised
+
+    return functools.partial(reinitialised, copy.deepcopy(model).cpu())
 
 
 def _cache_dir(context: Any) -> Path | None:

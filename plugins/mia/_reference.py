@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import copy
 import functools
 import hashlib
 import json
@@ -97,15 +96,9 @@ def _build_factory(factory: Callable[..., Any], input_shape: tuple[int, ...], n_
 
 
 def _build_reinit(template: Any, input_shape: tuple[int, ...], n_classes: int, seed: int) -> Any:
-    import torch
+    from audit_sdk.adapters.torch.models import reinitialised
 
-    torch.manual_seed(seed)
-    model = copy.deepcopy(template)
-    for m in model.modules():
-        reset = getattr(m, "reset_parameters", None)
-        if callable(reset):
-            reset()
-    return model
+    return reinitialised(template, seed)
 
 
 @dataclass
