@@ -20,7 +20,7 @@ from typing import Any
 #: Enumerated options, checked in ``run`` so that a bad value is one clear error line (kept equal
 #: to ``audit.dp``'s options by a test).
 MODELS = ("mlp", "cnn", "lenet")
-CANARIES = ("gradient", "random-label", "ood")
+CANARIES = ("gradient", "random-label", "ood", "member")
 THREAT_MODELS = ("white-box", "black-box")
 MODES = ("one-run", "multi-run")
 

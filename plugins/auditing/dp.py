@@ -14,7 +14,8 @@ into an epsilon lower bound at the requested confidence:
   included in half of them; the canary's score per run gives a ROC and a Clopper-Pearson bound.
 
 Canaries: ``random-label`` (population inputs with a wrong label), ``ood`` (uniform noise inputs
-with random labels), ``gradient`` (crafted per-example gradients: one random coordinate each, a
+with random labels), ``member`` (m of the training examples themselves, each kept with probability
+1/2: the real data, no extra rows, the hardest to detect), ``gradient`` (crafted per-example gradients: one random coordinate each, a
 Dirac canary, of norm 10x the clip bound so clipping binds). Threat models: ``black-box`` sees
 only the final model (input canaries: their loss; gradient canaries: the final parameters'
 displacement along each canary); ``white-box`` sees every released update, as a federated-learning
@@ -76,7 +77,9 @@ class DPAudit(Attack):
         model_config = ConfigDict(extra="forbid")
         mode: Literal["one-run", "multi-run"] = Field("one-run", description="one training run with m canaries, or many runs with one")
         canaries: int = Field(1000, ge=10, description="number of canaries m (one-run); each is included with probability 1/2")
-        canary: Literal["random-label", "ood", "gradient"] = Field("gradient", description="what a canary is (gradient: Dirac gradients)")
+        canary: Literal["random-label", "ood", "member", "gradient"] = Field(
+            "gradient", description="what a canary is (gradient: Dirac gradients; member: training examples themselves)"
+        )
         threat_model: Literal["black-box", "white-box"] = Field("white-box", description="final model only, or every released update")
         runs: int = Field(16, ge=2, description="training runs in multi-run mode (half with the canary)")
         defense: str | None = Field("defense.dp-sgd", description="training defense to audit (None: plain training)")
@@ -127,13 +130,24 @@ class DPAudit(Attack):
         gen = np.random.default_rng(np.random.SeedSequence([p.seed, 0xA0D17]))
         n_classes = max(int(data.n_classes), int(getattr(target, "n_classes", 0) or 0))
         m = p.canaries if p.mode == "one-run" else 1
-        cx, cy = make_canaries(p.canary, m, data, n_classes=n_classes, rng=gen)
+        train_x, train_y = data.members.x, data.members.y
+        if p.canary == "member":
+            # in-distribution canaries: m training examples, each kept with probability 1/2 (the rest always)
+            if m > len(train_y) - 1:
+                raise InvalidDataError(f"canary='member' draws {m} canaries from {len(train_y)} members; use fewer canaries.")
+            pick = gen.permutation(len(train_y))[:m]
+            rest = np.ones(len(train_y), bool)
+            rest[pick] = False
+            cx, cy = train_x[pick], train_y[pick].astype(np.int64)
+            train_x, train_y = train_x[rest], train_y[rest]
+        else:
+            cx, cy = make_canaries(p.canary, m, data, n_classes=n_classes, rng=gen)
         train_cfg = {"epochs": p.epochs, "batch_size": p.batch_size, "lr": p.lr, "optimizer": p.optimizer, "device": p.device}
         cache = _cache_dir(context)
         t0 = time.perf_counter()
         if p.mode == "one-run":
             include = gen.random(m) < 0.5
-            runs = [_train_and_score(builder, data, cx, cy, include, p, defense, train_cfg, p.seed, cache, registry.pm)]
+            runs = [_train_and_score(builder, data, train_x, train_y, cx, cy, include, p, defense, train_cfg, p.seed, cache, registry.pm)]
             scores, truth = np.asarray(runs[0]["scores"]), include
         else:
             include_runs = np.zeros(p.runs, bool)
@@ -143,7 +157,10 @@ class DPAudit(Attack):
             # the plugin manager cannot travel to worker processes; there each run builds its own
             inline = executor is None or (isinstance(executor, LocalExecutor) and executor.workers == 1)
             pm = registry.pm if inline else None
-            tasks = [(builder, data, cx, cy, include_runs[j : j + 1], p, defense, train_cfg, seeds[j], cache, pm) for j in range(p.runs)]
+            tasks = [
+                (builder, data, train_x, train_y, cx, cy, include_runs[j : j + 1], p, defense, train_cfg, seeds[j], cache, pm)
+                for j in range(p.runs)
+            ]
             # independent runs fan out through the run's executor (processes or Ray); each finished run is
             # also kept in the cache directory, so an interrupted audit resumes where it stopped
             runs = executor.map(_train_and_score, tasks) if executor is not None else [_train_and_score(*t) for t in tasks]
@@ -204,6 +221,8 @@ class DPAudit(Attack):
                 "audit_seconds": seconds,
                 "test_accuracy": float(np.mean([r["test_accuracy"] for r in runs])) if runs[0].get("test_accuracy") is not None else None,
                 "runs_from_cache": int(sum(bool(r.get("from_cache")) for r in runs)),
+                "training_rows": int(runs[0]["training_rows"]),
+                "steps": int(runs[0]["steps"]),
             },
         }
         if p.mode == "one-run":
@@ -386,6 +405,8 @@ def _gradient_canaries(n_params: int, m: int, norm: float, seed: int) -> Any:
 def _train_and_score(
     builder: Any,
     data: AuditData,
+    x: np.ndarray,
+    y: np.ndarray,
     cx: np.ndarray,
     cy: np.ndarray,
     include: np.ndarray,
@@ -396,12 +417,11 @@ def _train_and_score(
     cache: Path | None,
     pm: Any = None,
 ) -> dict[str, Any]:
-    """Train once with the included canaries and score every canary; cached as JSON when ``cache`` is set."""
+    """Train once on (x, y) plus the included canaries and score every canary; cached as JSON when ``cache`` is set."""
     import torch
 
     from audit_sdk.adapters.torch import TrainConfig, Trainer, evaluate_accuracy
 
-    x, y = data.members.x, data.members.y
     model = builder(seed)
     path = None
     if cache is not None:
@@ -452,6 +472,7 @@ def _train_and_score(
         "train_seconds": train_seconds,
         "score_seconds": score_seconds,
         "steps": result.steps,
+        "training_rows": len(xt),
         "test_accuracy": evaluate_accuracy(model, data.non_members.x, data.non_members.y, device=p.device),
     }
     out = json.loads(json.dumps(out, default=_jsonable))
