@@ -144,7 +144,7 @@ def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float = 0.0) 
     Raises:
         InvalidParameterError: counts out of order (need 0 <= v <= r <= m) or a bad epsilon / delta.
     """
-    from scipy.stats import binom
+    from scipy.special import betainc, gammaln
 
     from .errors import InvalidParameterError
 
@@ -153,12 +153,17 @@ def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float = 0.0) 
     if not (epsilon >= 0 and math.isfinite(epsilon)) or not (0 <= delta <= 1):
         raise InvalidParameterError(f"need epsilon >= 0 (finite) and delta in [0, 1]; got epsilon={epsilon!r}, delta={delta!r}.")
     q = 1.0 / (1.0 + math.exp(-epsilon))  # accuracy of epsilon-DP randomised response
-    beta = float(binom.sf(v - 1, r, q))  # P[Binomial(r, q) >= v]
+    # P[Binomial(r, q) >= v] = I_q(v, r - v + 1) (scipy.special directly: the p-value is evaluated
+    # hundreds of times per audit, and scipy.stats' distribution layer costs more than the maths)
+    beta = float(betainc(v, r - v + 1, q)) if v > 0 else 1.0
     if delta == 0 or v == 0:
         return min(1.0, beta)
-    i = np.arange(1, v + 1)
+    k = v - np.arange(1, v + 1)  # v-1, v-2, ..., 0
+    log_q = -math.log1p(math.exp(-epsilon))  # log q and log(1 - q), stable for large epsilon
+    log_1mq = -(epsilon + math.log1p(math.exp(-epsilon)))
+    log_pmf = gammaln(r + 1) - gammaln(k + 1) - gammaln(r - k + 1) + k * log_q + (r - k) * log_1mq
     # alpha = max_i P[v > Binomial(r, q) >= v - i] / i (the paper's loop, vectorised)
-    alpha = float(np.max(np.cumsum(binom.pmf(v - i, r, q)) / i))
+    alpha = float(np.max(np.cumsum(np.exp(log_pmf)) / np.arange(1, v + 1)))
     return min(1.0, beta + alpha * delta * 2 * m)
 
 

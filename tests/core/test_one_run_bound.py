@@ -133,3 +133,10 @@ def test_bad_input_is_refused():
         one_run_epsilon_lower_bound(10, 5, 5, alpha=1.5)
     with pytest.raises(InvalidParameterError, match="guesses"):
         one_run_audit([1.0, 0.0], [True, False], guesses=3)
+
+
+def test_p_value_is_finite_for_huge_epsilon():
+    # q rounds to 1.0 beyond epsilon ~37: the log-space pmf must not fail or produce NaN there
+    for eps in (40.0, 200.0, 999.0):
+        p = one_run_p_value(1000, 1000, 999, eps, 1e-5)
+        assert 0.0 <= p <= 1.0 and math.isfinite(p)
