@@ -105,6 +105,18 @@ def verdict(report: AuditReport) -> dict[str, Any]:
     }[level]
     if not members:
         text = "No membership attack was run."
+    recipe = [r for r in members if isinstance(r.extra, Mapping) and "claimed_epsilon" in r.extra]
+    if recipe and len(recipe) == len(members) and level != "violated":
+        # only recipe audits (audit.dp): say what they found instead of "no membership leakage"
+        parts = []
+        for r in recipe:
+            claim = r.extra["claimed_epsilon"]
+            lb_r = r.metrics["epsilon_lower_bound"]
+            parts.append(
+                f"{r.attack}: empirical epsilon lower bound {lb_r:.3g}"
+                + (f", consistent with the claimed epsilon {claim:.3g}" if isinstance(claim, (int, float)) else " (the run claims no DP)")
+            )
+        text = "; ".join(parts) + "."
     failed = [p for p in report.policy if p.get("failed")]
     return {
         "level": level if members else "none",

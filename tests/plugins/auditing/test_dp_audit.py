@@ -253,3 +253,12 @@ def test_member_canaries_audit_the_real_training_data(mlp, digits_dp):
     assert dinfo["verdict"] == "consistent"
     with pytest.raises(InvalidDataError, match="fewer canaries"):
         audit_sdk.audit_dp(mlp, digits_dp, canary="member", threat_model="black-box", canaries=5000)
+
+
+def test_report_verdict_of_a_dp_audit_alone(mlp, digits_dp):
+    from audit_sdk.report import verdict
+
+    v = verdict(audit_sdk.audit_dp(mlp, digits_dp, defense_params={"target_epsilon": 2.0}, epochs=3, canaries=200))
+    assert v["level"] == "none" and "consistent with the claimed epsilon" in v["text"]
+    v = verdict(audit_sdk.audit_dp(mlp, digits_dp, defense=None, epochs=3, canaries=200))
+    assert "the run claims no DP" in v["text"]
