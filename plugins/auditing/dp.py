@@ -53,6 +53,7 @@ from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError
 from audit_sdk.executor import LocalExecutor
 from audit_sdk.interfaces import Defense, PrivacyEvent
+from audit_sdk.run import _json_default
 from audit_sdk.target import Target
 
 from ..mia._reference import _build_named  # the same named-architecture builder as the reference models
@@ -475,20 +476,12 @@ def _train_and_score(
         "training_rows": len(xt),
         "test_accuracy": evaluate_accuracy(model, data.non_members.x, data.non_members.y, device=p.device),
     }
-    out = json.loads(json.dumps(out, default=_jsonable))
+    out = json.loads(json.dumps(out, default=_json_default))  # plain JSON types: the cached run reads back the same
     if path is not None:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(out))
         os.replace(tmp, path)  # atomic: an interrupted audit never leaves half a result
     return out
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    return str(o)
 
 
 @hookimpl
