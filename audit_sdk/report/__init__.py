@@ -63,7 +63,7 @@ def verdict(report: AuditReport) -> dict[str, Any]:
     worst: dict[str, Any] = {}
     # A result that trained its own run (audit.dp: canaries in a re-run of the recipe) measures the
     # recipe, not this model's members: it decides "violated" below, not the leakage level.
-    for r in (r for r in members if not (isinstance(r.extra, Mapping) and "claimed_epsilon" in r.extra)):
+    for r in (r for r in members if not _recipe_audit(r)):
         m = r.metrics
         for key, val in (
             ("auc", m["auc"]),
@@ -105,7 +105,7 @@ def verdict(report: AuditReport) -> dict[str, Any]:
     }[level]
     if not members:
         text = "No membership attack was run."
-    recipe = [r for r in members if isinstance(r.extra, Mapping) and "claimed_epsilon" in r.extra]
+    recipe = [r for r in members if _recipe_audit(r)]
     if recipe and len(recipe) == len(members) and level != "violated":
         # only recipe audits (audit.dp): say what they found instead of "no membership leakage"
         parts = []
@@ -184,13 +184,20 @@ def generic_table(obj: Any, *, first: str = "slice") -> dict[str, Any] | None:
     return None
 
 
+def _recipe_audit(res: Any) -> bool:
+    """A result that trained its own run and carries that run's claim (``audit.dp``)."""
+    return isinstance(res.extra, Mapping) and "claimed_epsilon" in res.extra
+
+
 def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for rep in reports:
-        for r in rep.rows():
+        for r, res in zip(rep.rows(), rep.results):
             row: dict[str, Any] = {"model": rep.label or "model"}
             row.update(r)
             eps = rep.theoretical_epsilon()
+            if _recipe_audit(res):  # audit.dp trained its own run: its claim is the one to read beside it
+                eps = res.extra["claimed_epsilon"]
             row["accountant_eps"] = eps
             for k, v in rep.utility.items():
                 row[k] = v
@@ -300,9 +307,15 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
     # Accountant epsilon beside the empirical lower bound.
     eps_rows = []
     for rep in reports:
-        lbs = [(res.metrics["epsilon_lower_bound"], res.attack) for res in rep.results if res.kind == "membership"]
-        best = max(lbs) if lbs else (0.0, None)
-        eps_rows.append((rep.label or "model", rep.theoretical_epsilon(), best[0], best[1], rep.privacy))
+        members = [res for res in rep.results if res.kind == "membership"]
+        lbs = [(res.metrics["epsilon_lower_bound"], res.attack) for res in members if not _recipe_audit(res)]
+        if lbs or not members:
+            best = max(lbs) if lbs else (0.0, None)
+            eps_rows.append((rep.label or "model", rep.theoretical_epsilon(), best[0], best[1], rep.privacy))
+        for res in members:
+            if _recipe_audit(res):  # a DP audit's own training run, beside its own claim
+                name = f"{rep.label + ': ' if rep.label else ''}{res.attack}'s run"
+                eps_rows.append((name, res.extra["claimed_epsilon"], res.metrics["epsilon_lower_bound"], res.attack, None))
     any_dp = any(r[1] is not None for r in eps_rows)
     eps_png = epsilon_figure([(r[0], r[1], r[2]) for r in eps_rows]) if eps_rows and (any_dp or len(eps_rows) > 1) else None
 
