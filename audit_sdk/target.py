@@ -73,6 +73,8 @@ def check_access(target: Target, access: str, *, attack_name: str = "this attack
     missing = need - set(target.capabilities)
     if missing:
         hint = f" Attacks that fit this target: {', '.join(alternatives)}." if alternatives else ""
+        if access == "training":
+            hint = " It trains the architecture again: pass a torch.nn.Module (audit_sdk.audit_dp) or run `audit-sdk dp-audit`." + hint
         raise AccessError(
             f"{attack_name} needs {access} access ({', '.join(sorted(missing))}) but {target.describe().get('kind', 'the target')} "
             f"offers only {', '.join(sorted(target.capabilities))}.{hint}"
