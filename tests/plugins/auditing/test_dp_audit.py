@@ -262,3 +262,37 @@ def test_report_verdict_of_a_dp_audit_alone(mlp, digits_dp):
     assert v["level"] == "none" and "consistent with the claimed epsilon" in v["text"]
     v = verdict(audit_sdk.audit_dp(mlp, digits_dp, defense=None, epochs=3, canaries=200))
     assert "the run claims no DP" in v["text"]
+
+
+def test_gradient_canary_sum_dense_and_sparse_agree_and_clip():
+    import types
+
+    import torch
+
+    from audit_sdk.adapters.torch.training import gradient_canary_sum
+
+    g = torch.zeros(6, 10)
+    g[torch.arange(6), torch.tensor([0, 2, 4, 5, 7, 9])] = torch.tensor([3.0, -0.5, 2.0, 1.0, -4.0, 0.2])
+    g[1, 3] = 0.5  # one row with two entries: norms are per row, not per entry
+
+    def ctx(canaries):
+        gen = torch.Generator().manual_seed(0)
+        return types.SimpleNamespace(gradient_canaries=canaries, generator=gen, sample_rate=0.7, gradient_canary_steps=0)
+
+    c_dense, c_sparse = ctx(g), ctx(g.to_sparse_coo())
+    for _ in range(5):  # same generator, same rows join
+        fd, nd = gradient_canary_sum(c_dense, clip=1.0)
+        fs, ns = gradient_canary_sum(c_sparse, clip=1.0)
+        torch.testing.assert_close(fd, fs)
+        torch.testing.assert_close(nd, ns)
+    assert c_dense.gradient_canary_steps == 5
+    # clipped to norm 1 each: row 0 (3.0) contributes at most 1; unclipped it contributes 3
+    full, norms = gradient_canary_sum(
+        types.SimpleNamespace(gradient_canaries=g, generator=torch.Generator(), sample_rate=1.0, gradient_canary_steps=0)
+    )
+    torch.testing.assert_close(full, g.sum(0))
+    clipped, _ = gradient_canary_sum(
+        types.SimpleNamespace(gradient_canaries=g, generator=torch.Generator(), sample_rate=1.0, gradient_canary_steps=0), clip=1.0
+    )
+    assert abs(float(clipped[0]) - 1.0) < 1e-5 and abs(float(clipped[7]) + 1.0) < 1e-5 and float(clipped[9]) == pytest.approx(0.2)
+    torch.testing.assert_close(norms, g.norm(dim=1))
