@@ -296,3 +296,25 @@ def test_gradient_canary_sum_dense_and_sparse_agree_and_clip():
     )
     assert abs(float(clipped[0]) - 1.0) < 1e-5 and abs(float(clipped[7]) + 1.0) < 1e-5 and float(clipped[9]) == pytest.approx(0.2)
     torch.testing.assert_close(norms, g.norm(dim=1))
+
+
+def test_an_interrupted_multi_run_audit_resumes(mlp, digits_dp, tmp_path, monkeypatch):
+    from audit_sdk.plugins.auditing import dp as dp_module
+
+    real = dp_module._train_and_score
+    calls = []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user presses Ctrl-C during the third run
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dp_module, "_train_and_score", interrupted)
+    opts = {"defense_params": {"target_epsilon": 1.0}, "mode": "multi-run", "runs": 4, "epochs": 1}
+    ctx = RunContext(registry=audit_sdk.get_registry(), cache_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        audit_sdk.audit_dp(mlp, digits_dp, context=ctx, **opts)
+    monkeypatch.setattr(dp_module, "_train_and_score", real)
+    _, info = dp_result(audit_sdk.audit_dp(mlp, digits_dp, context=ctx, **opts))
+    assert info["runs"] == 4 and info["runs_from_cache"] == 2  # the two finished runs were kept
