@@ -65,20 +65,11 @@ def test_broken_dp_sgd_is_flagged(mlp, digits_dp, broken_registry, bug):
     from audit_sdk.report import verdict
 
     assert verdict(report)["level"] == "violated"
-
-
-def test_reused_noise_is_found_by_the_step_change_statistic(mlp, digits_dp, broken_registry):
-    report = audit_sdk.audit_dp(
-        mlp,
-        digits_dp,
-        defense="defense.dp-sgd-broken",
-        defense_params={"target_epsilon": 1.0, "bug": "reuse-noise"},
-        registry=broken_registry,
-    )
-    one = report.results[0].metrics["one_run"]
-    # the summed projection carries the reused noise T times and sees nothing; differences cancel it
-    assert one["statistic"] == "step-change"
-    assert max(one["per_guesses"]["score"].values()) == 0.0
+    if bug == "reuse-noise":
+        one = report.results[0].metrics["one_run"]
+        # the summed projection carries the reused noise T times and sees nothing; differences cancel it
+        assert one["statistic"] == "step-change"
+        assert max(one["per_guesses"]["score"].values()) == 0.0
 
 
 def test_black_box_audit_with_ood_canaries(mlp, digits_dp):
