@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from importlib import metadata as _metadata
 
+# first: from a source checkout (the repository root first on sys.path) the mapped sub-packages resolve to its folders
+from . import _source_tree  # noqa: F401  (registers its finder on import)
 from ._markers import hookimpl, hookspec
 from ._rng import as_generator, secure_generator
 from .data import (

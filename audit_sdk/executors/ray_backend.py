@@ -38,6 +38,31 @@ def _ray() -> Any:
     return ray
 
 
+def _sdk_origin() -> dict[str, str]:
+    """Where this process imports the SDK from (run on the driver and, as a probe, on a worker)."""
+    import audit_sdk
+    import audit_sdk.adapters
+    import audit_sdk.plugins
+
+    return {
+        "version": str(audit_sdk.__version__),
+        "audit_sdk": str(Path(audit_sdk.__file__ or "").resolve()),
+        "plugins": str(Path(audit_sdk.plugins.__file__ or "").resolve()),
+        "adapters": str(Path(audit_sdk.adapters.__file__ or "").resolve()),
+    }
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    text = str(exc).strip()
+    # Ray wraps a worker's traceback; its last line names the real error
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    last = lines[-1] if lines else type(exc).__name__
+    return last if ":" in last else f"{type(exc).__name__}: {last}"
+
+
 class _RayBackend:
     crash_is_shared = False
 
@@ -155,6 +180,8 @@ class RayExecutor(Executor):
         self.workers = workers or os.cpu_count() or 1
         self._started_ray = False
         self._remote: dict[Any, Any] = {}
+        #: seconds the worker-import probe may take (a cold worker imports numpy, pydantic and pluggy)
+        self.probe_timeout_s = 120.0
 
     def connect(self) -> None:
         """Join ``address`` or start a local Ray, unless this process is already connected."""
@@ -172,6 +199,7 @@ class RayExecutor(Executor):
                     "or leave the address out to start a local Ray."
                 ) from exc
             self._started_ray = True
+            self._check_workers_import_the_driver_sdk()
         resources = ray.cluster_resources()
         slots = []
         if self.num_cpus_per_task > 0:
@@ -186,6 +214,34 @@ class RayExecutor(Executor):
                 )
             slots.append(int(gpus // self.num_gpus_per_task))
         self.workers = max(1, min(slots))
+
+    def _check_workers_import_the_driver_sdk(self) -> None:
+        """Run one probe task: a worker must import the very SDK the driver imported, else fail now in one line.
+
+        Without it, a worker that resolves ``audit_sdk`` differently (another checkout first on its path, an
+        older install on a cluster node) fails every task with a Ray traceback, or silently runs other code.
+        On a local Ray the files must be the same; on a joined cluster (other machines, other paths) the
+        versions must be.
+        """
+        ray = self._ray
+        driver = _sdk_origin()
+        probe = ray.remote(num_cpus=0, max_retries=0)(_sdk_origin)
+        try:
+            worker = ray.get(probe.remote(), timeout=self.probe_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - any failure to import on the worker ends here in one line
+            raise BackendUnavailableError(
+                f"Ray workers cannot import the SDK ({_first_line(exc)}); the driver imported it from "
+                f"{driver['audit_sdk']}. Install audit-sdk in the workers' environment, or pass "
+                "init_kwargs={'runtime_env': ...} that makes `import audit_sdk.plugins` work there."
+            ) from None
+        keys = ("audit_sdk", "plugins", "adapters") if not self.address else ("version",)
+        differ = [k for k in keys if worker.get(k) != driver[k]]
+        if differ:
+            k = differ[0]
+            raise BackendUnavailableError(
+                f"Ray workers import a different SDK than the driver ({k}: worker {worker.get(k)}, driver {driver[k]}); "
+                "start Ray from the environment and directory the driver uses, or install the same audit-sdk on every node."
+            )
 
     def _remote_fn(self, fn: Callable[..., Any]) -> Any:
         remote = self._remote.get(fn)

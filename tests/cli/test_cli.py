@@ -169,7 +169,7 @@ def test_usage_errors_exit_2(capsys):
 
 
 def test_console_script_runs(tmp_path):
-    # from tmp_path: the repo root on sys.path would shadow the installed package mapping
+    # from tmp_path: the console entry works outside the checkout (tests/core/test_source_tree.py covers the root)
     out = subprocess.run([sys.executable, "-m", "audit_sdk.cli", "plugins", "--json"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "mia.loss-threshold" in out.stdout
