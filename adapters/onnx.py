@@ -358,11 +358,11 @@ class OnnxTarget(Target):
             elif isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.ndim in (1, 2) and len(val) == n:
                 kinds[o.name] = "binary" if val.ndim == 1 or val.shape[1] == 1 else "tensor"
             elif isinstance(val, np.ndarray) and val.dtype.kind in "iub":
-                skipped[o.name] = f"{o.type} (predicted labels, not scores)"
+                skipped[o.name] = f"{o.type}: predicted labels, not scores"
             elif isinstance(val, np.ndarray):
-                skipped[o.name] = f"shape {list(val.shape)} for {n} inputs (not (batch, classes))"
+                skipped[o.name] = f"shape {list(val.shape)} for {n} inputs, not (batch, classes)"
             else:
-                skipped[o.name] = f"{o.type} (not a score tensor)"
+                skipped[o.name] = f"{o.type}: not a score tensor"
         listing = "; ".join(f"{o.name}: {o.type} {_shape(o.shape)}" for o in outs)
         if output is not None:
             if isinstance(output, str) and output.strip().lstrip("-").isdigit() and output not in names:
@@ -403,7 +403,7 @@ class OnnxTarget(Target):
             chosen = chosen_list[0]
             if skipped:
                 reason += "; skipped " + ", ".join(f"{k} ({v})" for k, v in skipped.items())
-        self.output_name = chosen
+        self.output_name = self.selected_output = chosen
         self._kind = kinds[chosen]
         self.class_labels: list[Any] | None = None
         if self._kind == "zipmap":
@@ -618,7 +618,7 @@ class OnnxTarget(Target):
                 "providers": list(self.providers),
                 "outputs": self._outputs_mode,
                 "io_binding": self.io_binding,
-                "output": self.output_name,
+                "output": self.selected_output,
                 "output_kind": self._kind,
                 "selection": self.selection_reason,
                 "model_family": self.model_family,
