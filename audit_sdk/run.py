@@ -389,6 +389,7 @@ def run_audit(
     # Refuse mismatched access up front, before any attack spends time.
     for att in attack_objs:
         check_access(tgt, att.access, attack_name=att.name, alternatives=_alternatives(reg, tgt))
+        att.check(tgt, data)
     own_executor = None
     if context is not None:
         ctx = context
