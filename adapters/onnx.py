@@ -222,7 +222,8 @@ class OnnxTarget(Target):
             the graph; see the module docstring).
         scores: ``"logits"``, ``"probabilities"`` or ``"auto"`` (from the graph or a probe batch).
         label_classes: number of classes the audit labels span; an automatically chosen output
-            wider than that is refused (it may be an embedding), naming ``output``.
+            wider than that, and not named like class scores nor read from a classifier node, is
+            refused (it may be an embedding), naming ``output``.
         pad_token_id: the padding token id; lets a missing ``attention_mask`` be built from the ids.
         device: ``"auto"`` (CUDA when it really loads), ``"cpu"`` or ``"cuda"``.
         intra_op_threads: onnxruntime threads (0: its default).
@@ -332,6 +333,7 @@ class OnnxTarget(Target):
         for name, dt in self._inputs.items():
             shape = (_PROBE_ROWS, *[d or 8 for d in self._input_dims[name]])
             low = name.lower()
+            a: np.ndarray
             if dt.kind == "f":
                 a = gen.uniform(0, 1, size=shape)
                 a[_PROBE_ROWS // 2 :] = gen.normal(0, 3, size=(_PROBE_ROWS - _PROBE_ROWS // 2, *shape[1:]))
@@ -414,7 +416,9 @@ class OnnxTarget(Target):
         self._check_class_labels()
         raw2 = np.asarray(raw, dtype=np.float64).reshape(len(raw), -1)
         width = 2 if self._kind == "binary" else raw2.shape[1]
-        if output is None and label_classes and width > int(label_classes):
+        # a wider output named like class scores (or from a classifier node) may just meet labels that miss some classes
+        named_scores = _name_rank(chosen) is not None or self.class_labels is not None
+        if output is None and label_classes and width > int(label_classes) and not named_scores:
             raise self._fail(
                 f"{self.path.name}: output {chosen!r} has {width} columns but the audit labels span 0..{int(label_classes) - 1}; "
                 f"it may not hold the class scores (an embedding?). Outputs: {listing}. Pass --output {chosen} if it does, "
