@@ -161,7 +161,12 @@ class Target(ABC):
                     f"(e.g. {float(arr.flat[np.flatnonzero(arr != np.round(arr))[0]]):.4g}); casting would truncate them. "
                     "Pass the integers the model was trained on (e.g. pixels 0..255, token ids)."
                 )
-            arr = arr.astype(self.input_dtype)
+            with np.errstate(over="ignore"):  # reported below, as a typed error
+                arr = arr.astype(self.input_dtype)
+            if self.input_dtype.kind == "f" and not np.isfinite(arr).all():  # e.g. 1e5 overflows float16
+                raise InvalidDataError(
+                    f"inputs overflow the model's {self.input_dtype} input (values beyond its range); rescale the features."
+                )
         return arr
 
     def check_named_input(self, x: np.ndarray) -> np.ndarray:

@@ -361,3 +361,43 @@ def test_npz_named_inputs_round_trip_and_refuse_two_forms(tmp_path):
         load_npz(tmp_path / "both.npz")
     with pytest.raises(InvalidDataError, match="one row per sample"):
         pack_inputs({"input_ids": ids, "attention_mask": ids[:2]})
+
+
+def test_rank_one_binary_logit_and_float16_range(digits, tmp_path):
+    x, _ = digits
+    path = _export(_Fn(lambda z: z[:, 0] * 20, 1), x[:4], tmp_path / "rank1.onnx", ["score"])
+    t = OnnxTarget(path)
+    assert t.n_classes == 2 and t.outputs_logits
+    z = ort.InferenceSession(str(path)).run(None, {"input": x[:10]})[0].astype(np.float64)
+    np.testing.assert_allclose(t.predict_proba(x[:10])[:, 1], 1 / (1 + np.exp(-z)), rtol=1e-6)
+    half = _export(_Fn(lambda z: z.half()), x[:4].astype(np.float16), tmp_path / "half.onnx", ["logits"])
+    with pytest.raises(InvalidDataError, match="overflow the model's float16 input"):
+        OnnxTarget(half).predict_proba(x[:2] * 1e6)
+
+
+def test_inspect_checks_data_and_prints_json(models, npz, capsys):
+    code, out, _ = _cli(capsys, "inspect", str(models["named-two"]), "--data", str(npz), "--json")
+    d = json.loads(out)
+    assert code == 0 and d["output"] == "logits" and d["model_family"] == "neural-network"
+    assert {o["name"] for o in d["graph"]["outputs"]} == {"embedding", "logits"}
+    code, _, err = _cli(capsys, "inspect", str(models["embedding-only"]), "--data", str(npz))
+    assert code == 2 and "32 columns" in _one_line(err)
+
+
+def test_make_audit_data_splits_named_inputs(bag):
+    from audit_sdk.data import Split, make_audit_data
+
+    _, ids, mask, y = bag
+    x = pack_inputs({"input_ids": np.r_[ids, ids[:5]], "attention_mask": np.r_[mask, mask[:5]]})  # 5 exact duplicates
+    data, idx = make_audit_data(Split(x, np.r_[y, y[:5]]), n_members=90, n_non_members=90, n_population=20)
+    assert data.input_names == ("input_ids", "attention_mask") and len(idx) == 200 and idx.max() < 2 * N  # duplicates dropped
+
+
+def test_reference_attacks_on_token_inputs_say_what_they_need(bag, tmp_path, capsys):
+    path, ids, mask, y = bag
+    split = {"members": slice(0, 80), "non_members": slice(80, 160), "population": slice(160, 200)}
+    parts = {k: ({"input_ids": ids[s], "attention_mask": mask[s]}, y[s]) for k, s in split.items()}
+    data = save_npz(AuditData(parts["members"], parts["non_members"], parts["population"]), tmp_path / "pop.npz")
+    code, _, err = _cli(capsys, "audit", str(path), "--data", str(data), "--attacks", "mia.lira", "--out", str(tmp_path))
+    line = _one_line(err)
+    assert code == 2 and "need a trainer for this model family" in line and "mia.loss-threshold" in line
