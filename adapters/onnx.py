@@ -288,6 +288,7 @@ class OnnxTarget(Target):
         self._read_inputs()
         self.batch_size = self.fixed_batch or int(batch_size)
         self._select_output(output, mode, label_classes)
+        self.graph.model = None  # the parsed graph (weights included) is only needed to choose the output
 
     # ----------------------------------------------------------------- setup
     def _open(self, source: str | bytes) -> Any:

@@ -150,6 +150,10 @@ class AuditData:
     Validated on construction; every problem is reported at once::
 
         data = AuditData(members=(x_in, y_in), non_members=(x_out, y_out), population=(x_aux, y_aux))
+        text = AuditData(({"input_ids": ids_in, "attention_mask": mask_in}, y_in), ({"input_ids": ids_out, ...}, y_out))
+
+    A model with several inputs takes named inputs: a dict of arrays in place of ``x``, stored as
+    one structured array (``pack_inputs``) so attacks index and concatenate rows as usual.
 
     Args:
         members: (x, y) the model was trained on.

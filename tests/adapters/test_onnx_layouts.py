@@ -401,3 +401,14 @@ def test_reference_attacks_on_token_inputs_say_what_they_need(bag, tmp_path, cap
     code, _, err = _cli(capsys, "audit", str(path), "--data", str(data), "--attacks", "mia.lira", "--out", str(tmp_path))
     line = _one_line(err)
     assert code == 2 and "need a trainer for this model family" in line and "mia.loss-threshold" in line
+
+
+def test_output_defense_wraps_a_text_classifier(bag):
+    import audit_sdk
+
+    path, ids, mask, y = bag
+    data = AuditData(
+        ({"input_ids": ids[:N], "attention_mask": mask[:N]}, y[:N]), ({"input_ids": ids[N:], "attention_mask": mask[N:]}, y[N:])
+    )
+    report = audit_sdk.run_audit(str(path), data, attacks=["mia.loss-threshold"], defenses=[("defense.rounding", {})], rng=0)
+    assert report.target["defenses"] == ["defense.rounding"] and 0 <= report.results[0].metrics["auc"] <= 1
