@@ -351,7 +351,7 @@ class OnnxTarget(Target):
         outs = self.session.get_outputs()
         names = [o.name for o in outs]
         probe_x = self._probe()
-        raw_all = self._run_session(None, probe_x, names)
+        raw_all = self._run_session(probe_x, names)
         n = len(probe_x)
         kinds: dict[str, str] = {}
         skipped: dict[str, str] = {}
@@ -411,7 +411,7 @@ class OnnxTarget(Target):
         self.class_labels: list[Any] | None = None
         if self._kind == "zipmap":
             self._unzip(chosen)
-            raw = self._run_session(None, probe_x, [self.output_name])[0]
+            raw = self._run_session(probe_x, [self.output_name])[0]
         else:
             raw = raw_all[names.index(chosen)]
         self._check_class_labels()
@@ -425,6 +425,9 @@ class OnnxTarget(Target):
                 f"it may not hold the class scores (an embedding?). Outputs: {listing}. Pass --output {chosen} if it does, "
                 "or --output NAME of the class-score output."
             )
+        self.notes: list[str] = []
+        if label_classes and width > int(label_classes):
+            self.notes.append(f"output {chosen!r} has {width} classes; the audit labels span only 0..{int(label_classes) - 1}")
         self.n_classes = int(width)
         self.selection_reason = reason
         self._decide_scores(raw2, mode)
@@ -461,6 +464,10 @@ class OnnxTarget(Target):
     def _decide_scores(self, raw: np.ndarray, mode: str) -> None:
         src = self.graph.source_op(self.output_name)
         name = self.output_name
+        if src is not None and src.endswith("Regressor"):
+            raise self._fail(
+                f"{self.path.name}: output {name!r} comes from a {src}: a regressor, not a classifier; audit-sdk audits classifiers."
+            )
         if self._kind == "binary":
             in_unit = bool(((raw >= 0) & (raw <= 1)).all())
             if mode == "auto":
@@ -554,7 +561,7 @@ class OnnxTarget(Target):
                 feeds[k] = np.zeros(given[self._ids_input].shape, dtype=dt)  # type: ignore[index]
         return feeds
 
-    def _run_session(self, _unused: Any, x: np.ndarray, names: list[str]) -> list[Any]:
+    def _run_session(self, x: np.ndarray, names: list[str]) -> list[Any]:
         """Run ``names`` on ``x``, in chunks of the fixed batch (the last padded) when the graph has one."""
         feeds = self._feeds(x)
         n = len(x)
@@ -596,7 +603,7 @@ class OnnxTarget(Target):
         return list(binding.copy_outputs_to_cpu())
 
     def _predict_raw(self, x: np.ndarray) -> np.ndarray:
-        out = np.asarray(self._run_session(None, x, [self.output_name])[0])
+        out = np.asarray(self._run_session(x, [self.output_name])[0])
         if self._kind != "binary":
             return out
         col = out.reshape(len(out), 1)
@@ -632,6 +639,8 @@ class OnnxTarget(Target):
                 "fixed_batch": self.fixed_batch,
             }
         )
+        if self.notes:
+            d["notes"] = list(self.notes)
         if self.class_labels is not None:
             d["class_labels"] = [str(c) if not isinstance(c, (int, np.integer)) else int(c) for c in self.class_labels]
         if self.input_names is not None:

@@ -121,6 +121,11 @@ def test_two_generic_float_outputs_are_refused_naming_them_and_the_option(models
 def test_outputs_named_like_logits_are_preferred(models):
     t = OnnxTarget(models["named-two"], label_classes=10)
     assert t.selected_output == "logits" and t.n_classes == 10 and "named like logits" in t.selection_reason
+    assert "notes" not in t.describe()
+    # labels that miss some classes: the named output is still the class scores, and the report says so
+    assert OnnxTarget(models["named-two"], label_classes=8).describe()["notes"] == [
+        "output 'logits' has 10 classes; the audit labels span only 0..7"
+    ]
 
 
 def test_an_output_wider_than_the_labels_is_refused(models, npz, tmp_path, capsys):
@@ -412,3 +417,14 @@ def test_output_defense_wraps_a_text_classifier(bag):
     )
     report = audit_sdk.run_audit(str(path), data, attacks=["mia.loss-threshold"], defenses=[("defense.rounding", {})], rng=0)
     assert report.target["defenses"] == ["defense.rounding"] and 0 <= report.results[0].metrics["auc"] <= 1
+
+
+def test_a_regressor_is_refused(tmp_path, digits):
+    from skl2onnx import to_onnx
+    from sklearn.ensemble import RandomForestRegressor
+
+    x, y = digits
+    path = tmp_path / "reg.onnx"
+    path.write_bytes(to_onnx(RandomForestRegressor(n_estimators=3, random_state=0).fit(x, y % 2), x[:1]).SerializeToString())
+    with pytest.raises(OutputSelectionError, match="TreeEnsembleRegressor: a regressor, not a classifier"):
+        OnnxTarget(path)
