@@ -609,6 +609,7 @@ class OnnxTarget(Target):
         col = out.reshape(len(out), 1)
         if self.outputs_logits:  # softmax([0, z]) = (1 - sigmoid(z), sigmoid(z))
             return np.concatenate([np.zeros_like(col), col], axis=1)
+        col = col.astype(np.float64)  # 1 - p in float64: a float32 complement would round small probabilities away
         return np.concatenate([1 - col, col], axis=1)
 
     # ----------------------------------------------------------------- description
