@@ -83,6 +83,14 @@ class TargetSpec(BaseModel):
     model_config = _STRICT
     model: str = Field(description="path to the model (.onnx), or anything an installed adapter recognises")
     batch_size: int = Field(1024, ge=1, description="inputs per model query")
+    output: str | int | None = Field(None, description="ONNX: the output (name or index) holding the class scores (default: found)")
+    scores: Literal["logits", "probabilities"] | None = Field(None, description="ONNX: what the output holds (default: detected)")
+    pad_token_id: int | None = Field(None, description="text models: padding id; a missing attention_mask is input_ids != it")
+
+    def target_options(self) -> dict[str, Any]:
+        """Options for ``load_target`` (those left unset are omitted)."""
+        opts = {"batch_size": self.batch_size, "output": self.output, "scores": self.scores, "pad_token_id": self.pad_token_id}
+        return {k: v for k, v in opts.items() if v is not None}
 
 
 class DataSpec(BaseModel):
@@ -481,6 +489,9 @@ version: 1
 target:
   model: model.onnx
   batch_size: 1024            # inputs per query
+  # output: probabilities     # ONNX: the output holding the class scores (default: found; `audit-sdk inspect`)
+  # scores: logits            # ONNX: logits or probabilities (default: detected)
+  # pad_token_id: 0           # text models: builds a missing attention_mask as input_ids != 0
 
 # Members (the training set), non-members and an optional population the attacker may use.
 data:

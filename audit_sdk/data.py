@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,49 @@ __all__ = [
     "load_mnist_idx",
     "load_npz",
     "make_audit_data",
+    "pack_inputs",
     "save_npz",
+    "unpack_inputs",
 ]
+
+#: Separator between the split key and the input name in an ``.npz`` (``x_members__input_ids``).
+NPZ_INPUT_SEP = "__"
+
+
+def pack_inputs(inputs: Mapping[str, Any]) -> np.ndarray:
+    """Pack named inputs (``{"input_ids": (n, L), "attention_mask": (n, L)}``) into one structured array.
+
+    A model with several inputs (a text classifier's ids and mask) is audited on one array of n
+    records, one field per input, so attacks index, concatenate and count rows as with plain
+    features. ``unpack_inputs`` returns the mapping; a Target accepts either form.
+
+    Raises:
+        InvalidDataError: no inputs, a non-numeric input, or inputs with different row counts.
+    """
+    if not inputs:
+        raise InvalidDataError("named inputs are empty; expected a mapping like {'input_ids': ids, 'attention_mask': mask}.")
+    arrays = {str(k): np.asarray(v) for k, v in inputs.items()}
+    rows = {k: (len(a) if a.ndim else -1) for k, a in arrays.items()}
+    if len(set(rows.values())) != 1 or -1 in rows.values():
+        raise InvalidDataError(f"named inputs must have one row per sample each; got rows {rows}.")
+    bad = {k: str(a.dtype) for k, a in arrays.items() if a.dtype.kind not in "biuf"}
+    if bad:
+        raise InvalidDataError(f"named inputs must be numeric; got {bad}.")
+    n = next(iter(rows.values()))
+    out = np.empty(n, dtype=np.dtype([(k, a.dtype, a.shape[1:]) for k, a in arrays.items()]))
+    for k, a in arrays.items():
+        out[k] = a
+    return out
+
+
+def unpack_inputs(x: np.ndarray) -> dict[str, np.ndarray]:
+    """The named inputs of a structured array made by ``pack_inputs`` (contiguous copies)."""
+    names = x.dtype.names or ()
+    return {k: np.ascontiguousarray(x[k]) for k in names}
+
+
+def _as_features(x: Any) -> Any:
+    return pack_inputs(x) if isinstance(x, Mapping) else x
 
 
 @dataclass(frozen=True)
@@ -57,9 +98,19 @@ def _problems(name: str, x: Any, y: Any) -> tuple[list[str], np.ndarray | None, 
         ya = np.asarray(y)
     except Exception as exc:
         return [f"{name}: labels cannot be read as an array ({exc})"], None, None
-    if xa.dtype.kind not in "biuf":
+    named = xa.dtype.names is not None
+    if named:
+        fields = unpack_inputs(xa) if xa.ndim == 1 else {}
+        if xa.ndim != 1:
+            probs.append(f"{name}: named inputs have shape {xa.shape}; expected one record per sample (n_samples,)")
+        for k, a in fields.items():
+            if a.dtype.kind not in "biuf":
+                probs.append(f"{name}: input {k!r} has dtype {a.dtype}; expected numeric")
+            elif a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+                probs.append(f"{name}: input {k!r} contains NaN or inf; drop or impute those rows")
+    elif xa.dtype.kind not in "biuf":
         probs.append(f"{name}: features have dtype {xa.dtype}; expected numeric (convert to float32)")
-    if xa.ndim < 2:
+    if xa.ndim < 2 and not named:
         probs.append(f"{name}: features have shape {xa.shape}; expected (n_samples, ...) with at least 2 dimensions")
     if ya.ndim != 1:
         probs.append(f"{name}: labels have shape {ya.shape}; expected 1-D (n_samples,)")
@@ -74,12 +125,18 @@ def _problems(name: str, x: Any, y: Any) -> tuple[list[str], np.ndarray | None, 
         probs.append(f"{name}: {len(xa)} feature rows but {len(ya)} labels; expected one label per row")
     if xa.ndim >= 1 and len(xa) == 0:
         probs.append(f"{name}: is empty; expected at least one sample")
-    if xa.dtype.kind == "f" and xa.size and not np.isfinite(xa).all():
+    if not named and xa.dtype.kind == "f" and xa.size and not np.isfinite(xa).all():
         bad = int((~np.isfinite(xa.reshape(len(xa), -1))).any(axis=1).sum())
         probs.append(f"{name}: {bad} rows contain NaN or inf; drop or impute them")
     if ya.dtype.kind in "iu" and ya.size and ya.min() < 0:
         probs.append(f"{name}: labels contain negative values ({int(ya.min())}); expected 0..K-1")
     return probs, xa, ya
+
+
+def _describe_dtype(dt: np.dtype) -> dict[str, str] | str:
+    if not dt.names:
+        return str(dt)
+    return {k: f"{dt.fields[k][0].base}{list(dt.fields[k][0].shape)}" for k in dt.names}  # type: ignore[index]
 
 
 def _row_hashes(x: np.ndarray) -> set[bytes]:
@@ -93,6 +150,10 @@ class AuditData:
     Validated on construction; every problem is reported at once::
 
         data = AuditData(members=(x_in, y_in), non_members=(x_out, y_out), population=(x_aux, y_aux))
+        text = AuditData(({"input_ids": ids_in, "attention_mask": mask_in}, y_in), ({"input_ids": ids_out, ...}, y_out))
+
+    A model with several inputs takes named inputs: a dict of arrays in place of ``x``, stored as
+    one structured array (``pack_inputs``) so attacks index and concatenate rows as usual.
 
     Args:
         members: (x, y) the model was trained on.
@@ -122,11 +183,18 @@ class AuditData:
         arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, s in sets.items():
             x, y = (s.x, s.y) if isinstance(s, Split) else s
-            p, xa, ya = _problems(name, x, y)
+            p, xa, ya = _problems(name, _as_features(x), y)
             problems += p
             if xa is not None and ya is not None:
                 arrays[name] = (xa, ya)
-        shapes = {name: a[0].shape[1:] for name, a in arrays.items() if a[0].ndim >= 2}
+        shapes = {name: a[0].shape[1:] for name, a in arrays.items() if a[0].ndim >= 2 or a[0].dtype.names}
+        named = {name: a[0].dtype for name, a in arrays.items() if a[0].dtype.names}
+        if named and (len(named) != len(arrays) or len(set(named.values())) > 1):
+            problems.append(
+                "named inputs differ between sets: "
+                + ", ".join(f"{k} {_describe_dtype(arrays[k][0].dtype)}" for k in arrays)
+                + "; every set must hold the same inputs with the same per-sample shapes and dtypes"
+            )
         if len(set(shapes.values())) > 1:
             problems.append(
                 "feature shapes differ between sets: "
@@ -155,7 +223,14 @@ class AuditData:
 
     @property
     def feature_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of plain features; ``()`` for named inputs (see ``input_names``)."""
         return tuple(self.members.x.shape[1:])
+
+    @property
+    def input_names(self) -> tuple[str, ...] | None:
+        """Names of the model inputs when the features are named inputs (``pack_inputs``), else None."""
+        names = self.members.x.dtype.names
+        return tuple(names) if names else None
 
     def combined(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Members then non-members as (x, y, is_member)."""
@@ -171,7 +246,7 @@ class AuditData:
             "population": len(self.population) if self.population is not None else 0,
             "feature_shape": list(self.feature_shape),
             "n_classes": self.n_classes,
-        }
+        } | ({"inputs": _describe_dtype(self.members.x.dtype)} if self.input_names else {})
 
     def __repr__(self) -> str:
         s = self.summary()
@@ -184,9 +259,26 @@ class AuditData:
 _NPZ_KEYS = ("x_members", "y_members", "x_non_members", "y_non_members")
 
 
+def _npz_features(arrays: dict[str, np.ndarray], key: str, p: Path) -> np.ndarray | None:
+    """``key`` as a plain array, or the named inputs stored as ``key__<input>`` packed into records."""
+    prefix = key + NPZ_INPUT_SEP
+    named = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+    if key in arrays and named:
+        raise InvalidDataError(
+            f"{p}: holds both {key!r} and named inputs {sorted(prefix + n for n in named)}; keep one form (a plain array, or named inputs)."
+        )
+    if named:
+        return pack_inputs(dict(sorted(named.items())))
+    return arrays.get(key)
+
+
 def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: bool = True) -> AuditData:
     """Load AuditData from an ``.npz`` with keys ``x_members``, ``y_members``, ``x_non_members``,
     ``y_non_members`` and optionally ``x_population``, ``y_population``.
+
+    A model with several named inputs (a text classifier) stores one array per input and split,
+    ``x_<split>__<input name>``: ``x_members__input_ids``, ``x_members__attention_mask``, ... with
+    the labels as ``y_<split>``; they load as named inputs (``pack_inputs``).
 
     Never unpickles (``allow_pickle=False``): an untrusted file cannot run code.
     """
@@ -202,15 +294,17 @@ def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: 
         raise InvalidDataError(f"{p}: contains object arrays, which are refused (no pickle loading); save plain numeric arrays.") from exc
     except Exception as exc:
         raise InvalidDataError(f"{p}: is not a readable .npz file ({exc}).") from exc
-    missing = [k for k in _NPZ_KEYS if k not in arrays]
+    x = {k: _npz_features(arrays, k, p) for k in ("x_members", "x_non_members", "x_population")}
+    missing = [k for k in _NPZ_KEYS if (x.get(k) if k.startswith("x_") else arrays.get(k)) is None]
     if missing:
         raise InvalidDataError(
-            f"{p}: missing keys {missing}; found {sorted(arrays)}. Expected {list(_NPZ_KEYS)} (+ x_population, y_population)."
+            f"{p}: missing keys {missing}; found {sorted(arrays)}. Expected {list(_NPZ_KEYS)} (+ x_population, y_population), "
+            f"or named inputs as x_members{NPZ_INPUT_SEP}<input name> (e.g. x_members{NPZ_INPUT_SEP}input_ids)."
         )
-    pop = (arrays["x_population"], arrays["y_population"]) if "x_population" in arrays and "y_population" in arrays else None
+    pop = (x["x_population"], arrays["y_population"]) if x["x_population"] is not None and "y_population" in arrays else None
     return AuditData(
-        (arrays["x_members"], arrays["y_members"]),
-        (arrays["x_non_members"], arrays["y_non_members"]),
+        (x["x_members"], arrays["y_members"]),
+        (x["x_non_members"], arrays["y_non_members"]),
         pop,
         n_classes=n_classes,
         check_disjoint=check_disjoint,
@@ -218,16 +312,17 @@ def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: 
 
 
 def save_npz(data: AuditData, path: str | Path) -> Path:
-    """Write AuditData in the format ``load_npz`` reads."""
-    arrays = {
-        "x_members": data.members.x,
-        "y_members": data.members.y,
-        "x_non_members": data.non_members.x,
-        "y_non_members": data.non_members.y,
-    }
+    """Write AuditData in the format ``load_npz`` reads (named inputs as ``x_<split>__<input>``)."""
+    arrays: dict[str, np.ndarray] = {}
+    splits = [("members", data.members), ("non_members", data.non_members)]
     if data.population is not None:
-        arrays["x_population"] = data.population.x
-        arrays["y_population"] = data.population.y
+        splits.append(("population", data.population))
+    for name, split in splits:
+        if split.x.dtype.names:
+            arrays.update({f"x_{name}{NPZ_INPUT_SEP}{k}": v for k, v in unpack_inputs(split.x).items()})
+        else:
+            arrays[f"x_{name}"] = split.x
+        arrays[f"y_{name}"] = split.y
     p = Path(path)
     np.savez_compressed(p, **arrays)  # type: ignore[arg-type]
     return p
@@ -371,6 +466,8 @@ def make_audit_data(
     idx = np.arange(len(data))
     if dedupe:
         flat = np.ascontiguousarray(data.x.reshape(len(data), -1))
+        if data.x.dtype.names:  # named inputs: compare records byte for byte
+            flat = flat.view(np.uint8).reshape(len(data), -1)
         _, first = np.unique(flat, axis=0, return_index=True)
         idx = np.sort(first)
     need = n_members + n_non_members + n_population

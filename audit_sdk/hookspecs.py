@@ -48,7 +48,9 @@ def make_target(model: Any, options: dict[str, Any]) -> Target | None:
 
     First result wins: adapters claim what they recognise (a path to an ``.onnx`` file, a torch
     module, a scikit-learn estimator). ``options`` holds keyword options for the target
-    (e.g. ``batch_size``, ``outputs``, ``device``); ignore the ones you do not know.
+    (e.g. ``batch_size``, ``output``, ``scores``, ``pad_token_id``, ``device``); ignore the ones
+    you do not know. ``run_audit`` also passes ``input_shape`` (the data's per-sample shape) and
+    ``label_classes`` (how many classes the audit labels span).
     """
 
 

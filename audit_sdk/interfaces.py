@@ -222,6 +222,13 @@ class Attack(Component):
     #: What the result carries: ``membership`` scores or ``reconstruction`` images.
     result_kind: ClassVar[str] = "membership"
 
+    def check(self, target: Target, data: AuditData) -> None:
+        """Raise a typed one-line error when this attack cannot run on ``target`` and ``data``.
+
+        Called by ``run_audit`` for every attack before any of them runs, so a refusal (e.g.
+        token inputs an input-noise attack cannot perturb) costs no work. Default: no check.
+        """
+
     @abstractmethod
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: RunContext | None = None) -> AttackResult:
         """Attack ``target`` on ``data`` and return the per-sample result.

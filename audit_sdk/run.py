@@ -355,9 +355,10 @@ def run_audit(
         rng = cfg.seed if cfg is not None else 0
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
-    opts: dict[str, Any] = {"input_shape": data.feature_shape}
+    # label_classes: an adapter that picks the class-score output itself refuses one wider than the labels
+    opts: dict[str, Any] = {"input_shape": data.feature_shape, "label_classes": data.n_classes}
     if cfg is not None and cfg.target is not None:
-        opts["batch_size"] = cfg.target.batch_size
+        opts.update(cfg.target.target_options())
     tgt = load_target(target, registry=reg, **{**opts, **(target_options or {})})
     defense_objs = [reg.create("defense", d.name, d.params) for d in (cfg.defenses if cfg is not None else [])]
     for d in defenses:
@@ -388,6 +389,7 @@ def run_audit(
     # Refuse mismatched access up front, before any attack spends time.
     for att in attack_objs:
         check_access(tgt, att.access, attack_name=att.name, alternatives=_alternatives(reg, tgt))
+        att.check(tgt, data)
     own_executor = None
     if context is not None:
         ctx = context

@@ -18,10 +18,12 @@ Capabilities (``Target.capabilities``):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from .data import pack_inputs
 from .errors import AccessError, InvalidDataError, InvalidModelError
 
 __all__ = ["CAPABILITIES_FOR_ACCESS", "Target", "check_access", "softmax", "cross_entropy"]
@@ -93,6 +95,10 @@ class Target(ABC):
     input_shape: tuple[int | None, ...] = ()
     #: numpy dtype the model expects.
     input_dtype: np.dtype = np.dtype(np.float32)
+    #: Names of the model's inputs when it takes several (a text classifier's ``input_ids``,
+    #: ``attention_mask``); None for a single-input model. Such a target takes named inputs: a
+    #: mapping of arrays or the structured array ``audit_sdk.data.pack_inputs`` makes of one.
+    input_names: tuple[str, ...] | None = None
     #: Number of classes the model predicts.
     n_classes: int = 0
     #: What the target can answer (see the module docstring).
@@ -125,10 +131,19 @@ class Target(ABC):
     def check_input(self, x: Any) -> np.ndarray:
         """Validate and convert a batch of inputs.
 
+        Features fed to an integer input must hold integral values (a float pixel in [0, 1] cast to
+        int would become 0 and the audit would score garbage). Named inputs (a mapping, or a
+        structured array from ``pack_inputs``) are packed and passed on to ``check_named_input``.
+
         Raises:
-            InvalidDataError: wrong rank or shape, non-numeric dtype, or NaN/inf.
+            InvalidDataError: wrong rank or shape, non-numeric dtype, non-integral values for an
+                integer input, or NaN/inf.
         """
+        if isinstance(x, Mapping):
+            x = pack_inputs(x)
         arr = np.asarray(x)
+        if arr.dtype.names is not None:
+            return self.check_named_input(arr)
         if arr.dtype.kind not in "biuf":
             raise InvalidDataError(f"inputs must be numeric; got dtype {arr.dtype}. Convert features to float32.")
         expected = tuple(self.input_shape)
@@ -140,8 +155,26 @@ class Target(ABC):
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             raise InvalidDataError("inputs contain NaN or inf; clean or impute them before auditing.")
         if arr.dtype != self.input_dtype:
-            arr = arr.astype(self.input_dtype)
+            if self.input_dtype.kind in "iu" and arr.dtype.kind == "f" and arr.size and not np.array_equal(arr, np.round(arr)):
+                raise InvalidDataError(
+                    f"the model takes {self.input_dtype} inputs but the features are non-integral {arr.dtype} values "
+                    f"(e.g. {float(arr.flat[np.flatnonzero(arr != np.round(arr))[0]]):.4g}); casting would truncate them. "
+                    "Pass the integers the model was trained on (e.g. pixels 0..255, token ids)."
+                )
+            with np.errstate(over="ignore"):  # reported below, as a typed error
+                arr = arr.astype(self.input_dtype)
+            if self.input_dtype.kind == "f" and not np.isfinite(arr).all():  # e.g. 1e5 overflows float16
+                raise InvalidDataError(
+                    f"inputs overflow the model's {self.input_dtype} input (values beyond its range); rescale the features."
+                )
         return arr
+
+    def check_named_input(self, x: np.ndarray) -> np.ndarray:
+        """Validate named inputs (a structured array); a single-input target refuses them."""
+        raise InvalidDataError(
+            f"the data holds named inputs {list(x.dtype.names or ())} but {type(self).__name__} takes one input array; "
+            "pass plain features, or a model with those inputs."
+        )
 
     def _batched_raw(self, x: np.ndarray) -> np.ndarray:
         arr = self.check_input(x)

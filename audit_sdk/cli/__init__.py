@@ -23,6 +23,7 @@ __all__ = ["main", "COMMANDS"]
 COMMANDS: tuple[str, ...] = (
     "plugins_cmd",
     "audit_cmd",
+    "inspect_cmd",
     "demo_cmd",
     "train_cmd",
     "epsilon_cmd",

@@ -33,3 +33,22 @@ def parse_params(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
             parsed = value
         out.setdefault(comp, {})[key] = parsed
     return out
+
+
+def add_target_options(p: Any) -> None:
+    """``--output``, ``--scores`` and ``--pad-id``: how a model's outputs and inputs are read."""
+    p.add_argument(
+        "--output",
+        metavar="NAME|INDEX",
+        help="the model output holding the class scores (default: found from the graph; `audit-sdk inspect MODEL` shows it)",
+    )
+    p.add_argument("--scores", choices=["logits", "probabilities"], help="what that output holds (default: detected)")
+    p.add_argument(
+        "--pad-id", type=int, metavar="ID", help="text models: the padding token id; a missing attention_mask is built as input_ids != ID"
+    )
+
+
+def target_options(args: Any) -> dict[str, Any]:
+    """The options ``add_target_options`` parsed, those given only."""
+    opts = {"output": getattr(args, "output", None), "scores": getattr(args, "scores", None), "pad_token_id": getattr(args, "pad_id", None)}
+    return {k: v for k, v in opts.items() if v is not None}

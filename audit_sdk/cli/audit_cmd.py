@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import parse_params, split_names
+from ._common import add_target_options, parse_params, split_names, target_options
 
 
 def add_parser(sub: Any) -> None:
@@ -42,6 +42,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, help="seed for every attack (default: the config's, else 0)")
     p.add_argument("--batch-size", type=int, help="inputs per model query (default 1024)")
+    add_target_options(p)
     p.add_argument("--out", help="output directory (default: the config's output.dir, else audit-sdk-out)")
     p.add_argument(
         "--fail-on",
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             attacks=attacks,
             rng=seed,
             registry=reg,
-            target_options={"batch_size": batch},
+            target_options={"batch_size": batch, **target_options(args)},
             config=cfg,
             privacy=privacy,
             progress=show_progress,

@@ -44,6 +44,7 @@ class DefendedTarget(Target):
         self.defense = defense
         self.input_shape = tuple(inner.input_shape)
         self.input_dtype = inner.input_dtype
+        self.input_names = inner.input_names
         self.n_classes = int(inner.n_classes)
         self.batch_size = int(inner.batch_size)
         self.capabilities = frozenset(defense.served_capabilities)
@@ -53,6 +54,9 @@ class DefendedTarget(Target):
                 f"{defense.name} needs {', '.join(sorted(missing))} from the wrapped model, which offers only "
                 f"{', '.join(sorted(inner.capabilities))}; choose space='probabilities'."
             )
+
+    def check_input(self, x: Any) -> np.ndarray:
+        return self.inner.check_input(x)  # the inner model knows its inputs (named ones, dtypes, fixed shapes)
 
     def _predict_raw(self, x: np.ndarray) -> np.ndarray:
         return self.defense.postprocess(self.inner, x)

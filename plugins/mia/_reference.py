@@ -113,6 +113,11 @@ def _default_name(input_shape: tuple[int, ...]) -> str:
 
 
 def _resolve_arch(params: ReferenceParams, target: Target, data: AuditData, context: Any) -> _Arch:
+    if data.input_names:  # token ids: an image/tabular network trained on them would be a meaningless reference
+        raise InvalidParameterError(
+            f"reference models need a trainer for this model family (a model with named inputs {list(data.input_names)}, e.g. a "
+            "text classifier), and none is installed; use mia.loss-threshold, mia.threshold or mia.classifier (target-split)."
+        )
     shape = tuple(int(s) for s in data.feature_shape)
     n_classes = max(int(data.n_classes), int(getattr(target, "n_classes", 0) or 0))
     factory = (getattr(context, "extras", None) or {}).get("model_factory")

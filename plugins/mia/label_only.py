@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from audit_sdk import Attack, AttackResult, hookimpl
 from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
+from audit_sdk.errors import InvalidParameterError
 from audit_sdk.target import Target
 
 from ._common import finish
@@ -53,10 +54,21 @@ class LabelOnly(Attack):
 
     params: Params
 
+    def check(self, target: Target, data: AuditData) -> None:
+        names = data.input_names
+        if names:
+            raise InvalidParameterError(
+                f"{self.name} perturbs continuous features with Gaussian noise; this data holds named inputs "
+                f"{list(names)} (token ids), which it cannot perturb. Use mia.loss-threshold, mia.threshold or mia.classifier."
+            )
+
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params
         gen = as_generator(rng)
+        self.check(target, data)
         x, y, truth = data.combined()
+        # integer features or an integer model input (pixels 0..255): perturbed copies are rounded back to integers
+        integral = x.dtype.kind in "iub" or np.dtype(getattr(target, "input_dtype", np.float32)).kind in "iub"
         xf = np.asarray(x, dtype=np.float32)
         lo, hi = float(xf.min()), float(xf.max())
         span = (hi - lo) or 1.0
@@ -71,6 +83,8 @@ class LabelOnly(Attack):
                 noisy += gen.normal(0.0, sigma * span, size=noisy.shape).astype(np.float32)
                 if p.clip:
                     np.clip(noisy, lo, hi, out=noisy)
+                if integral:
+                    np.rint(noisy, out=noisy)
                 labels = target.predict_labels(noisy.reshape(-1, *xf.shape[1:])).reshape(p.n_queries, len(ys))
                 score[start : start + chunk] += (labels == ys[None]).mean(axis=0)
         return finish(
