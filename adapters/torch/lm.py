@@ -109,7 +109,7 @@ class TinyGPT(nn.Module):
         b, t = ids.shape
         # positions looked up per sample (b, t): the embedding's output then carries each sample's
         # own gradient, which per-sample clipping needs
-        pos = torch.arange(t, device=ids.device).unsqueeze(0).expand(b, t)
+        pos = torch.arange(t, device=ids.device).unsqueeze(0).expand(b, t).contiguous()
         x = self.tok(ids) + self.pos(pos)
         for blk in self.blocks:
             x = blk(x)

@@ -93,6 +93,8 @@ class _Layer:
         self.inp: torch.Tensor | None = None
         self.out: torch.Tensor | None = None
         self.calls = 0
+        #: Gram matrices of inputs, shared by the layers of one step (set by the ghost engine)
+        self.gram_cache: dict[Any, torch.Tensor] | None = None
 
     def hook(self, module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         self.calls += 1
@@ -165,9 +167,15 @@ class _Layer:
                 sq = sq + a3.pow(2).sum((1, 2)) * g3.pow(2).sum((1, 2))
             elif T * T * (din + dout) <= T * din * dout:
                 for s, e in _chunks(n, T * T):
-                    aa = torch.einsum("ntd,nsd->nts", a3[s:e], a3[s:e])
-                    gg = torch.einsum("ntd,nsd->nts", g3[s:e], g3[s:e])
-                    sq[s:e] += (aa * gg).sum((1, 2))
+                    # the input Gram is shared by layers reading the same tensor (attention's q, k, v)
+                    key = (a3.data_ptr(), tuple(a3.shape), tuple(a3.stride()), s, e)
+                    aa = self.gram_cache.get(key) if self.gram_cache is not None else None
+                    if aa is None:
+                        aa = torch.bmm(a3[s:e], a3[s:e].transpose(1, 2))
+                        if self.gram_cache is not None:
+                            self.gram_cache[key] = aa
+                    gg = torch.bmm(g3[s:e], g3[s:e].transpose(1, 2))
+                    sq[s:e] += torch.bmm(aa.reshape(e - s, 1, -1), gg.reshape(e - s, -1, 1)).reshape(e - s)
             else:
                 for s, e in _chunks(n, din * dout):
                     sq[s:e] += torch.einsum("nto,nti->noi", g3[s:e], a3[s:e]).pow(2).sum((1, 2))
@@ -373,6 +381,9 @@ def _ghost(model: nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, cli
     gs = torch.autograd.grad(losses.sum(), outs, allow_unused=True)
     sqs, states = [], []
     budget = [_KEEP_ELEMS]
+    grams: dict[Any, torch.Tensor] = {}
+    for lay in used:
+        lay.gram_cache = grams
     for lay, g in zip(used, gs):
         if g is None:
             g = torch.zeros_like(lay.out)
