@@ -18,6 +18,7 @@ import importlib
 import inspect
 import json
 import re
+import warnings
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -103,6 +104,14 @@ _MODULES = (
 
 
 def _docstrings() -> list[str]:
+    # reading the attributes of stdlib modules touches deprecated aliases (typing.io, ...): their
+    # warnings are about those modules, not about anything the user does
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _collect_docstrings()
+
+
+def _collect_docstrings() -> list[str]:
     docs: list[str] = []
     for name in _MODULES:
         try:
