@@ -44,6 +44,7 @@ class _Attention(nn.Module):
         if d_model % n_heads:
             raise InvalidParameterError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads}).")
         self.h = n_heads
+        self.scale = 1.0 / math.sqrt(d_model // n_heads)  # a constant, not traced from the input's shape
         self.q = nn.Linear(d_model, d_model)
         self.k = nn.Linear(d_model, d_model)
         self.v = nn.Linear(d_model, d_model)
@@ -58,7 +59,7 @@ class _Attention(nn.Module):
             return z.reshape(b, t, self.h, dh).transpose(1, 2)
 
         q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
+        att = (q @ k.transpose(-1, -2)) * self.scale
         att = att.masked_fill(~self.causal[:t, :t], float("-inf")).softmax(-1)
         return self.o((att @ v).transpose(1, 2).reshape(b, t, d))
 
