@@ -197,7 +197,9 @@ class SequenceTarget(Target):
             clean = np.where(mask, ids, 0)
             logits = np.asarray(self._next_token_logits(clean, mask.astype(np.int64)))
             if logits.ndim != 3 or logits.shape[:2] != (len(idx), t):
-                raise InvalidModelError(f"the model returned logits of shape {logits.shape} for ids {clean.shape}; expected (batch, time, vocab).")
+                raise InvalidModelError(
+                    f"the model returned logits of shape {logits.shape} for ids {clean.shape}; expected (batch, time, vocab)."
+                )
             if not np.isfinite(logits[mask]).all():
                 raise InvalidModelError("the model's logits contain NaN or inf on these sequences.")
             lp, mu, sd = _log_softmax_stats(logits[:, :-1], clean[:, 1:])
@@ -210,7 +212,12 @@ class SequenceTarget(Target):
         return self.check_tokens(x)
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": type(self).__name__, "capabilities": sorted(self.capabilities), "vocab_size": self.vocab_size, "max_length": self.max_length}
+        return {
+            "kind": type(self).__name__,
+            "capabilities": sorted(self.capabilities),
+            "vocab_size": self.vocab_size,
+            "max_length": self.max_length,
+        }
 
     def sequence_loss(self, x: Any) -> np.ndarray:
         """Mean next-token negative log-likelihood of each sequence ``(n,)``."""

@@ -60,7 +60,8 @@ class _Attention(nn.Module):
 
         q, k, v = heads(self.q(x)), heads(self.k(x)), heads(self.v(x))
         att = (q @ k.transpose(-1, -2)) * self.scale
-        att = att.masked_fill(~self.causal[:t, :t], float("-inf")).softmax(-1)
+        causal: torch.Tensor = self.causal  # type: ignore[assignment]  # a registered buffer
+        att = att.masked_fill(~causal[:t, :t], float("-inf")).softmax(-1)
         return self.o((att @ v).transpose(1, 2).reshape(b, t, d))
 
 
@@ -81,7 +82,7 @@ class _Block(nn.Module):
 class TinyGPT(nn.Module):
     """A small GPT-style causal LM: ids ``(b, t)`` -> logits ``(b, t, vocab_size)``.
 
-        model = TinyGPT(vocab_size=256, d_model=64, n_layers=2, n_heads=4, max_len=128)
+    model = TinyGPT(vocab_size=256, d_model=64, n_layers=2, n_heads=4, max_len=128)
     """
 
     #: marks the module as a causal LM for ``audit_sdk.load_target``
@@ -254,8 +255,8 @@ def _poisson_batch(rng: np.random.Generator, n: int, q: float) -> np.ndarray:
 class TorchLMTarget(SequenceTarget):
     """A torch causal LM (ids ``(b, t)`` -> logits ``(b, t, V)``) as a sequence Target.
 
-        target = TorchLMTarget(model)
-        loss = target.sequence_loss(data.members.x)
+    target = TorchLMTarget(model)
+    loss = target.sequence_loss(data.members.x)
     """
 
     def __init__(self, model: nn.Module, *, batch_size: int = 64, device: Any = "auto", vocab_size: int | None = None) -> None:

@@ -113,7 +113,7 @@ class _SequenceAttack(Attack):
 class LMLoss(_SequenceAttack):
     """Membership by sequence loss: text the model trained on has a lower mean next-token NLL.
 
-        result = LMLoss().run(target, data)
+    result = LMLoss().run(target, data)
     """
 
     name = "mia.lm-loss"
@@ -308,10 +308,7 @@ def _blind_section(report: Any) -> list[dict[str, Any]]:
         msg = f"Blind baseline (text only, never the model): AUC {blind:.3f}, near chance: members and non-members look alike, so the attacks' AUCs measure the model."
     body = "".join(f"<tr><td>{html.escape(a)}</td><td>{auc:.3f}</td></tr>" for a, auc, _ in rows)
     style = ' style="color:#b00;font-weight:bold"' if shifted else ""
-    page = (
-        f"<p{style}>{html.escape(msg)}</p>"
-        f"<table><tr><th>attack</th><th>AUC</th></tr>{body}</table>"
-    )
+    page = f"<p{style}>{html.escape(msg)}</p><table><tr><th>attack</th><th>AUC</th></tr>{body}</table>"
     return [
         {
             "title": "Language-model audit: blind baseline",

@@ -67,7 +67,9 @@ class CanarySpec:
     def code_of(self, text: str) -> int:
         secret = text[len(self.prefix) : len(text) - len(self.suffix) if self.suffix else None]
         if not (text.startswith(self.prefix) and text.endswith(self.suffix)) or len(secret) != self.length:
-            raise InvalidParameterError(f"{text!r} does not have the canary format {self.prefix!r} + {self.length} symbols + {self.suffix!r}.")
+            raise InvalidParameterError(
+                f"{text!r} does not have the canary format {self.prefix!r} + {self.length} symbols + {self.suffix!r}."
+            )
         k = len(self.alphabet)
         return sum(self.alphabet.index(ch) * k ** (self.length - 1 - i) for i, ch in enumerate(secret))
 
@@ -120,7 +122,16 @@ def exposure(
         ppl = log_perplexities(target, spec.texts(np.arange(R)), tok)
         for c, code, cp in zip(canaries, codes, can_ppl):
             rank = 1 + int(np.sum(ppl < ppl[code]))  # ties resolved in the canary's favour
-            out.append({"canary": c, "exposure": math.log2(R) - math.log2(rank), "rank": rank, "method": "enumerate", "space_size": R, "log_perplexity": float(cp)})
+            out.append(
+                {
+                    "canary": c,
+                    "exposure": math.log2(R) - math.log2(rank),
+                    "rank": rank,
+                    "method": "enumerate",
+                    "space_size": R,
+                    "log_perplexity": float(cp),
+                }
+            )
         return out
     from scipy.stats import skewnorm
 

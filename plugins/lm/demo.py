@@ -73,6 +73,7 @@ def run_lm_demo(
     from audit_sdk.registry import get_registry
     from audit_sdk.report import render_html
     from audit_sdk.run import load_target, run_audit
+    from audit_sdk.sequence import SequenceTarget
 
     from .canary import CanarySpec, exposure, insert_canaries
     from .text import encode_texts, stdlib_corpus, text_audit_data
@@ -109,6 +110,7 @@ def run_lm_demo(
         path = export_lm_onnx(res.model, out / "models" / f"{label.split()[0]}.onnx")
         rep = run_audit(str(path), data, attacks=list(DEMO_ATTACKS), rng=seed, registry=reg, privacy=res if defenses else None, label=label)
         target = load_target(str(path), registry=reg)
+        assert isinstance(target, SequenceTarget)  # claimed by the LM adapter: the graph is a causal LM
         rows = exposure(target, inserted + controls, spec, rng=seed)
         for r, c in zip(rows, inserted + controls):
             r["repeats"] = repeats if c in inserted else 0
@@ -117,7 +119,9 @@ def run_lm_demo(
         rep.to_json(out / label.split()[0] / "report.json")
         reports.append(rep)
         mean_in = float(np.mean([r["exposure"] for r in rows if r["repeats"]]))
-        say(f"{label}: best AUC {max(r.metrics['auc'] for r in rep.results if r.attack != 'mia.lm-blind'):.3f}, mean exposure of inserted canaries {mean_in:.1f} bits")
+        say(
+            f"{label}: best AUC {max(r.metrics['auc'] for r in rep.results if r.attack != 'mia.lm-blind'):.3f}, mean exposure of inserted canaries {mean_in:.1f} bits"
+        )
     page = render_html(reports, out / "report.html", title="audit-sdk demo: a tiny GPT on standard-library docstrings")
     (out / "exposure.json").write_text(json.dumps(exposures, indent=2))
     if not quiet:

@@ -81,7 +81,13 @@ def test_fixed_shapes_and_attention_mask(gpt, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's tracer notes
         torch.onnx.export(
-            _MaskedFixed(gpt).eval(), ex, str(p), input_names=["input_ids", "attention_mask"], output_names=["logits"], opset_version=17, dynamo=False
+            _MaskedFixed(gpt).eval(),
+            ex,
+            str(p),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            opset_version=17,
+            dynamo=False,
         )
     t = load_target(str(p))
     assert isinstance(t, OnnxLMTarget) and t.max_length == 20 and t.batch_size == 3

@@ -8,8 +8,8 @@ from scipy.special import log_softmax
 
 from audit_sdk import AuditData, InvalidDataError, run_audit
 from audit_sdk.errors import AccessError
-from audit_sdk.sequence import PAD, SequenceTarget, pad_sequences
 from audit_sdk.plugins.lm.attacks import BLIND_WARN, min_k_mean
+from audit_sdk.sequence import PAD, SequenceTarget, pad_sequences
 
 LM_ATTACKS = ["mia.lm-loss", "mia.lm-zlib", "mia.min-k", "mia.min-k-plus-plus", "mia.lm-reference", "mia.lm-quantile"]
 
@@ -120,7 +120,12 @@ def test_every_lm_attack_scores_members_of_a_tiny_gpt_above_non_members(lm_memor
     """Acceptance: on a small causal LM that memorised its text every LM attack beats chance, the best >= 0.7."""
     from audit_sdk.adapters.torch.lm import TorchLMTarget
 
-    rep = run_audit(TorchLMTarget(lm_memorised.model, device="cpu"), lm_memorised.data, attacks=[a for a in LM_ATTACKS if a != "mia.lm-reference"], rng=0)
+    rep = run_audit(
+        TorchLMTarget(lm_memorised.model, device="cpu"),
+        lm_memorised.data,
+        attacks=[a for a in LM_ATTACKS if a != "mia.lm-reference"],
+        rng=0,
+    )
     aucs = {r.attack: r.metrics["auc"] for r in rep.results}
     assert max(aucs.values()) >= 0.7, aucs
     assert min(aucs.values()) > 0.6, aucs
@@ -141,6 +146,8 @@ def test_reference_attack_and_a_model_that_never_saw_the_text(lm_memorised):
     from audit_sdk.plugins.lm.text import encode_texts
 
     other = _train(encode_texts(ch[1600:1900], max_length=48), epochs=15)
-    rep = run_audit(other, unseen, attacks=[a if a != "mia.lm-reference" else (a, {"epochs": 10, "n_layers": 1}) for a in LM_ATTACKS], rng=0)
+    rep = run_audit(
+        other, unseen, attacks=[a if a != "mia.lm-reference" else (a, {"epochs": 10, "n_layers": 1}) for a in LM_ATTACKS], rng=0
+    )
     for r in rep.results:
         assert abs(r.metrics["auc"] - 0.5) <= 0.05, (r.attack, r.metrics["auc"])

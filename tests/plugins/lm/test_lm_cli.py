@@ -20,7 +20,22 @@ def lm_files(lm_memorised, tmp_path_factory):
 
 def test_audit_an_onnx_lm_from_the_file_alone(lm_files, tmp_path, capsys):
     model, data = lm_files
-    code = main(["audit", str(model), "--data", str(data), "--attacks", "mia.lm-loss", "mia.min-k", "mia.min-k-plus-plus", "mia.lm-zlib", "--out", str(tmp_path), "-q"])
+    code = main(
+        [
+            "audit",
+            str(model),
+            "--data",
+            str(data),
+            "--attacks",
+            "mia.lm-loss",
+            "mia.min-k",
+            "mia.min-k-plus-plus",
+            "mia.lm-zlib",
+            "--out",
+            str(tmp_path),
+            "-q",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     rep = json.loads((tmp_path / "report.json").read_text())
     aucs = {a["name"]: a["metrics"]["auc"] for a in rep["attacks"]}
