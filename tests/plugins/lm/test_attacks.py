@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from audit_sdk import AuditData, InvalidDataError, run_audit
+from audit_sdk import AuditData, InvalidDataError, InvalidModelError, run_audit
 from audit_sdk.errors import AccessError
 from audit_sdk.plugins.lm.attacks import BLIND_WARN, min_k_mean
 from audit_sdk.sequence import PAD, SequenceTarget, pad_sequences
@@ -151,3 +151,14 @@ def test_reference_attack_and_a_model_that_never_saw_the_text(lm_memorised):
     )
     for r in rep.results:
         assert abs(r.metrics["auc"] - 0.5) <= 0.05, (r.attack, r.metrics["auc"])
+
+
+def test_reference_calibration_against_the_model_itself_is_exactly_uninformative(lm_memorised, tmp_path):
+    """Known answer: with the target as its own reference, loss / ref_loss = 1 for every text, so AUC = 0.5."""
+    from audit_sdk.adapters.torch.lm import export_lm_onnx
+
+    ref = export_lm_onnx(lm_memorised.model, tmp_path / "ref.onnx")
+    rep = run_audit(lm_memorised.model, lm_memorised.data, attacks=[("mia.lm-reference", {"reference": str(ref)})], rng=0)
+    np.testing.assert_allclose(rep.results[0].scores, -1.0, atol=1e-4)
+    with pytest.raises(InvalidModelError, match="does not exist"):
+        run_audit(lm_memorised.model, lm_memorised.data, attacks=[("mia.lm-reference", {"reference": str(tmp_path / "missing.onnx")})])
