@@ -2,7 +2,8 @@
 
 An ``.onnx`` file whose graph takes ``input_ids`` and returns (batch, time, vocab) logits becomes an
 :class:`~audit_sdk.adapters.onnx_lm.OnnxLMTarget`; a torch module marked ``is_causal_lm = True``
-(e.g. :class:`~audit_sdk.adapters.torch.lm.TinyGPT`) a ``TorchLMTarget``. Runs before the
+(e.g. :class:`~audit_sdk.adapters.torch.lm.TinyGPT`), or any module passed with ``causal_lm=True``
+(a Hugging Face causal LM), a ``TorchLMTarget``. Runs before the
 classifier adapters (``tryfirst``) and answers None for everything else. Importing it imports
 neither torch nor onnxruntime.
 """
@@ -27,7 +28,11 @@ def make_target(model: Any, options: dict[str, Any]) -> Target | None:
             return OnnxLMTarget(model, **{k: v for k, v in (options or {}).items() if k in known})
         return None
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(model, torch.nn.Module) and getattr(model, "is_causal_lm", False):
+    if (
+        torch is not None
+        and isinstance(model, torch.nn.Module)
+        and (getattr(model, "is_causal_lm", False) or (options or {}).get("causal_lm"))
+    ):
         from .torch.lm import TorchLMTarget
 
         known = {"batch_size", "device", "vocab_size"}

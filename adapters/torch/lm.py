@@ -265,13 +265,25 @@ class TorchLMTarget(SequenceTarget):
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.batch_size = int(batch_size)
-        self.vocab_size = int(vocab_size or getattr(model, "vocab_size", 0) or 0)
-        self.max_length = getattr(model, "max_len", None)
+        cfg = getattr(model, "config", None)  # TinyGPT's dict, or a Hugging Face PretrainedConfig
+        self.vocab_size = int(vocab_size or getattr(model, "vocab_size", 0) or getattr(cfg, "vocab_size", 0) or 0)
+        self.max_length = (
+            getattr(model, "max_len", None) or getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+        )
+        import inspect
+
+        self._takes_mask = "attention_mask" in inspect.signature(model.forward).parameters
 
     @torch.no_grad()
     def _next_token_logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         self.model.eval()
-        return self.model(torch.from_numpy(np.ascontiguousarray(ids)).to(self.device)).float().cpu().numpy()
+        ids_t = torch.from_numpy(np.ascontiguousarray(ids)).to(self.device)
+        if self._takes_mask:
+            out = self.model(ids_t, attention_mask=torch.from_numpy(np.ascontiguousarray(mask)).to(self.device))
+        else:
+            out = self.model(ids_t)
+        out = getattr(out, "logits", out)  # Hugging Face models return an output object
+        return out.float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"device": str(self.device), "n_params": int(sum(p.numel() for p in self.model.parameters()))}

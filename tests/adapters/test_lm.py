@@ -107,3 +107,19 @@ def test_bad_inputs_are_refused(gpt, gpt_onnx):
         t.token_stats(np.array([[1, PAD, 3]]))
     with pytest.raises(InvalidModelError, match="does not exist"):
         OnnxLMTarget("nope.onnx")
+
+
+def test_a_hugging_face_causal_lm_with_causal_lm_true():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=40, n_positions=24, n_embd=16, n_layer=1, n_head=2)
+    hf = transformers.GPT2LMHeadModel(cfg).eval()
+    t = load_target(hf, causal_lm=True)
+    assert type(t).__name__ == "TorchLMTarget" and t.vocab_size == 40 and t.max_length == 24
+    x = _ids(n=5)
+    st = t.token_stats(x)
+    for i, row in enumerate(x):
+        s = torch.from_numpy(row[row != PAD])
+        with torch.no_grad():
+            lp = torch.log_softmax(hf(s[None]).logits.double(), -1)[0]
+        np.testing.assert_allclose(st.logp[i, : len(s) - 1], lp[torch.arange(len(s) - 1), s[1:]].numpy(), atol=1e-4)
