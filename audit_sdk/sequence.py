@@ -171,13 +171,17 @@ class SequenceTarget(Target):
         query the model once.
         """
         a = self.check_tokens(x)
-        key = (a.shape, hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest())
+        key = (a.shape, hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest(), self._model_version())
         cached = getattr(self, "_stats_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
         stats = self._compute_stats(a)
         self._stats_cache = (key, stats)
         return stats
+
+    def _model_version(self) -> Any:
+        """Changes whenever the served model changes (the cache key's last part); a fixed model returns a constant."""
+        return None
 
     def _compute_stats(self, a: np.ndarray) -> TokenStats:
         n, T = a.shape

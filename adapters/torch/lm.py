@@ -274,6 +274,10 @@ class TorchLMTarget(SequenceTarget):
 
         self._takes_mask = "attention_mask" in inspect.signature(model.forward).parameters
 
+    def _model_version(self) -> Any:
+        # in-place updates (training on) bump each parameter's version counter: cached answers then expire
+        return tuple(p._version for p in self.model.parameters())
+
     @torch.no_grad()
     def _next_token_logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         self.model.eval()

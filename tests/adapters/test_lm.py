@@ -123,3 +123,15 @@ def test_a_hugging_face_causal_lm_with_causal_lm_true():
         with torch.no_grad():
             lp = torch.log_softmax(hf(s[None]).logits.double(), -1)[0]
         np.testing.assert_allclose(st.logp[i, : len(s) - 1], lp[torch.arange(len(s) - 1), s[1:]].numpy(), atol=1e-4)
+
+
+def test_cached_answers_expire_when_the_torch_model_changes():
+    torch.manual_seed(0)
+    m = TinyGPT(vocab_size=40, d_model=16, n_layers=1, n_heads=2, max_len=24)
+    t = TorchLMTarget(m, device="cpu")
+    x = _ids(n=4)
+    first = t.token_stats(x).logp.copy()
+    assert t.token_stats(x) is t.token_stats(x)  # cached
+    with torch.no_grad():
+        m.head.bias += 1.0 * torch.arange(40)  # an in-place change of the served model
+    assert not np.allclose(np.nan_to_num(t.token_stats(x).logp), np.nan_to_num(first))
