@@ -124,6 +124,28 @@ class OnnxLMTarget(SequenceTarget):
             probe = self._next_token_logits(np.zeros((1, 2), np.int64), np.ones((1, 2), np.int64))
             v = probe.shape[-1]
         self.vocab_size = int(v)
+        self._check_causal()
+
+    def _check_causal(self) -> None:
+        """Refuse a bidirectional model (e.g. a token classifier with the same input and output shapes).
+
+        A causal LM's logits at a position never depend on later tokens: change the second half
+        of a probe sequence and the first half's logits must stay the same.
+        """
+        t = min(8, self.max_length or 8)
+        if t < 2:
+            return
+        rng = np.random.default_rng(0)
+        a = rng.integers(0, max(1, min(self.vocab_size, 1000)), (1, t))
+        b = a.copy()
+        b[:, t // 2 :] = (b[:, t // 2 :] + 1) % max(1, min(self.vocab_size, 1000))
+        mask = np.ones((1, t), np.int64)
+        la, lb = self._next_token_logits(a, mask), self._next_token_logits(b, mask)
+        if not np.allclose(la[:, : t // 2], lb[:, : t // 2], atol=1e-4, rtol=1e-4):
+            raise InvalidModelError(
+                f"{self.path}: the logits at a position change when later tokens change, so this is not a causal language model "
+                "(a bidirectional model such as a token classifier?). LM attacks need next-token probabilities."
+            )
 
     def _next_token_logits(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         b, t = ids.shape

@@ -135,3 +135,34 @@ def test_cached_answers_expire_when_the_torch_model_changes():
     with torch.no_grad():
         m.head.bias += 1.0 * torch.arange(40)  # an in-place change of the served model
     assert not np.allclose(np.nan_to_num(t.token_stats(x).logp), np.nan_to_num(first))
+
+
+class _Bidirectional(torch.nn.Module):
+    """A token classifier shape-alike: every position's logits see the whole sequence."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(40, 8)
+        self.out = torch.nn.Linear(8, 5)
+
+    def forward(self, input_ids):
+        h = self.emb(input_ids)
+        return self.out(h + h.mean(1, keepdim=True))
+
+
+def test_a_bidirectional_token_model_is_refused(tmp_path):
+    p = tmp_path / "ner.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _Bidirectional().eval(),
+            (torch.zeros(2, 6, dtype=torch.long),),
+            str(p),
+            input_names=["input_ids"],
+            output_names=["logits"],
+            dynamic_axes={"input_ids": {0: "b", 1: "t"}, "logits": {0: "b", 1: "t"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    with pytest.raises(InvalidModelError, match="not a causal language model"):
+        load_target(str(p))
