@@ -20,8 +20,11 @@ class LMSetup:
 
 
 def _train(ids: np.ndarray, *, epochs: int, defenses: tuple[Any, ...] = (), lr: float = 3e-3, batch_size: int = 16) -> Any:
+    import torch
+
     from audit_sdk.adapters.torch.lm import LMTrainer, TinyGPT
 
+    torch.manual_seed(0)  # the initialisation too, whatever ran before in the session
     model = TinyGPT(vocab_size=256, d_model=48, n_layers=1, n_heads=4, max_len=48)
     LMTrainer({"epochs": epochs, "batch_size": batch_size, "lr": lr, "device": "cpu", "seed": 0}, defenses=list(defenses)).fit(model, ids)
     return model
