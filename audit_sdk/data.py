@@ -280,6 +280,9 @@ def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: 
     ``x_<split>__<input name>``: ``x_members__input_ids``, ``x_members__attention_mask``, ... with
     the labels as ``y_<split>``; they load as named inputs (``pack_inputs``).
 
+    Token data (for language models, see ``audit_sdk.sequence``): integer ``x_<set>`` ids (n, T)
+    with ``len_<set>`` lengths or ``mask_<set>`` masks (or -1 padding), labels optional.
+
     Never unpickles (``allow_pickle=False``): an untrusted file cannot run code.
     """
     p = Path(path)
@@ -294,6 +297,8 @@ def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: 
         raise InvalidDataError(f"{p}: contains object arrays, which are refused (no pickle loading); save plain numeric arrays.") from exc
     except Exception as exc:
         raise InvalidDataError(f"{p}: is not a readable .npz file ({exc}).") from exc
+    if _is_token_npz(arrays):
+        return _token_audit_data(arrays, p, check_disjoint=check_disjoint)
     x = {k: _npz_features(arrays, k, p) for k in ("x_members", "x_non_members", "x_population")}
     missing = [k for k in _NPZ_KEYS if (x.get(k) if k.startswith("x_") else arrays.get(k)) is None]
     if missing:
@@ -309,6 +314,29 @@ def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: 
         n_classes=n_classes,
         check_disjoint=check_disjoint,
     )
+
+
+def _is_token_npz(arrays: dict[str, np.ndarray]) -> bool:
+    # token data (audit_sdk.sequence): integer ids (n, T), no labels needed, maybe lengths / masks
+    x = arrays.get("x_members")
+    has_len = any(k.startswith(("len_", "mask_")) for k in arrays)
+    return x is not None and x.ndim == 2 and x.dtype.kind in "iu" and ("y_members" not in arrays or has_len)
+
+
+def _token_audit_data(arrays: dict[str, np.ndarray], p: Path, *, check_disjoint: bool) -> AuditData:
+    from .sequence import to_token_array
+
+    sets = ["members", "non_members"] + (["population"] if "x_population" in arrays else [])
+    if "x_non_members" not in arrays:
+        raise InvalidDataError(f"{p}: token data needs x_non_members beside x_members; found {sorted(arrays)}.")
+    splits = []
+    T = max(arrays[f"x_{s}"].shape[-1] for s in sets)
+    for s in sets:
+        x = to_token_array(arrays[f"x_{s}"], lengths=arrays.get(f"len_{s}"), mask=arrays.get(f"mask_{s}"), name=f"{p}: x_{s}")
+        x = np.pad(x, ((0, 0), (0, T - x.shape[1])), constant_values=-1)  # one width for every set
+        y = arrays.get(f"y_{s}", np.zeros(len(x), dtype=np.int64))
+        splits.append((x, y))
+    return AuditData(*splits, check_disjoint=check_disjoint)
 
 
 def save_npz(data: AuditData, path: str | Path) -> Path:

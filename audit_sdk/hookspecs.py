@@ -81,3 +81,13 @@ def report_sections(report: Any) -> list[dict[str, Any]]:
     Each section is ``{"title": str, "html": str}`` (the HTML is embedded as is) and may carry
     ``"data"`` (JSON-able) for report.json. Return an empty list to add nothing.
     """
+
+
+@hookspec(firstresult=True)
+def run_demo(kind: str, options: dict[str, Any]) -> int | None:
+    """Run the demo named ``kind`` (``audit-sdk demo --lm`` asks for ``"lm"``) if this plugin owns it.
+
+    First result wins; return None for a kind you do not know. ``options`` holds the demo
+    command's options (``out``, ``seed``, ``epochs`` (None: the demo's own), ``threads``,
+    ``quiet``, ``no_defenses``). Return the exit code (0 ok, 3 a row failed).
+    """

@@ -41,7 +41,7 @@ __all__ = [
 ]
 
 #: Access levels an Attack may declare, from least to most demanding.
-ACCESS_LEVELS: tuple[str, ...] = ("label-only", "black-box", "white-box", "gradients", "training")
+ACCESS_LEVELS: tuple[str, ...] = ("label-only", "black-box", "white-box", "gradients", "training", "sequence")
 
 #: Defense perturbation points (DP-UTIL taxonomy).
 PERTURBATION_POINTS: tuple[str, ...] = ("input", "objective", "gradient", "parameters", "output")
@@ -204,7 +204,7 @@ class Defense(Component):
         return {}
 
 
-Access = Literal["label-only", "black-box", "white-box", "gradients", "training"]
+Access = Literal["label-only", "black-box", "white-box", "gradients", "training", "sequence"]
 
 
 class Attack(Component):
@@ -213,7 +213,8 @@ class Attack(Component):
     ``access`` declares what the attack needs from the target: ``label-only`` (predicted labels),
     ``black-box`` (probabilities), ``white-box`` (a torch model: gradients, representations),
     ``gradients`` (a shared gradient, e.g. federated learning), ``training`` (the architecture is
-    re-initialised and trained again, e.g. a DP audit with canaries). The pipeline refuses a
+    re-initialised and trained again, e.g. a DP audit with canaries), ``sequence`` (per-token
+    log-probabilities of a causal language model, ``audit_sdk.sequence``). The pipeline refuses a
     mismatch and names an attack that would fit.
     """
 

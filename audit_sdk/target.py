@@ -11,6 +11,7 @@ Capabilities (``Target.capabilities``):
 - ``logits``: ``logits`` (raw scores before softmax);
 - ``white-box``: ``gradients`` and ``representations`` (torch);
 - ``gradients``: the model can produce a shared training gradient (torch);
+- ``sequence``: ``token_stats`` of token sequences (a causal language model, see ``audit_sdk.sequence``);
 - ``trainable``: the model's architecture can be re-initialised and trained again (torch), which
   ``training`` attacks need (``audit.dp`` trains its own runs with canaries).
 """
@@ -35,6 +36,8 @@ CAPABILITIES_FOR_ACCESS: dict[str, frozenset[str]] = {
     "white-box": frozenset({"labels", "probabilities", "white-box"}),
     "gradients": frozenset({"gradients"}),
     "training": frozenset({"trainable"}),
+    # causal language models: per-token log-probabilities of given sequences (audit_sdk.sequence)
+    "sequence": frozenset({"sequence"}),
 }
 
 

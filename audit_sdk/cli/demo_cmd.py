@@ -43,9 +43,14 @@ def add_parser(sub: Any) -> None:
         "demo",
         help="train digits models (memorising baseline, DP-SGD, suppress), export to ONNX, attack them, write the HTML report",
     )
-    p.add_argument("--out", default="audit-sdk-out/demo", help="output directory (default: audit-sdk-out/demo)")
+    p.add_argument("--out", default=None, help="output directory (default: audit-sdk-out/demo, or audit-sdk-out/demo-lm with --lm)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=60, help="training epochs per model (default 60)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 60; the --lm demo picks its own)")
+    p.add_argument(
+        "--lm",
+        action="store_true",
+        help="the language-model demo: a tiny GPT on standard-library docstrings with inserted canaries, with and without DP-SGD",
+    )
     p.add_argument(
         "--attacks", nargs="+", metavar="NAME", help="attacks to run (default: every registered membership and inversion attack)"
     )
@@ -107,10 +112,19 @@ def run(args: argparse.Namespace) -> int:
         if not quiet:
             print(msg, flush=True)
 
+    from ..errors import InvalidParameterError
+
+    if args.lm:  # owned by a plugin (the language-model plugin), reached through the run_demo hook
+        reg = get_registry()
+        opts = {"out": args.out or "audit-sdk-out/demo-lm", "seed": args.seed, "epochs": args.epochs, "threads": args.threads}
+        code = reg.pm.hook.run_demo(kind="lm", options=opts | {"quiet": quiet, "no_defenses": args.no_defenses})
+        if code is None:
+            raise InvalidParameterError("no installed plugin provides the 'lm' demo (audit_sdk.plugins.lm); reinstall audit-sdk.")
+        return int(code)
+    args.out = args.out or "audit-sdk-out/demo"
+    args.epochs = 60 if args.epochs is None else args.epochs
     t0 = time.perf_counter()
     import torch
-
-    from ..errors import InvalidParameterError
 
     if args.threads < 1:
         raise InvalidParameterError(f"--threads must be >= 1; got {args.threads}.")

@@ -18,7 +18,13 @@ instead ``c @ grads``, saving that layer's weight-gradient convolution.
 
 ``vmap``: ``torch.func.vmap(grad(...))`` over chunks of samples, materialising per-sample
 gradients; used for layers the ghost engine does not know (any module owning trainable
-parameters other than Linear, Conv1d/2d without groups, LayerNorm, GroupNorm) or on request.
+parameters other than Linear, Conv1d/2d without groups, LayerNorm, GroupNorm, Embedding) or on request.
+
+Embeddings: a sample's weight gradient has one row per distinct id it uses, the sum of the output
+gradients at that id's positions. The rows of every sample come from one ``index_add`` keyed by
+(sample, id) after ``torch.unique``, so the norms and the clipped sum cost O(n T d), never the
+(n, vocab, d) per-sample gradients. Transformers qualify when attention is written with Linear
+projections (q, k, v, o) and positions are an Embedding looked up per sample.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from torch.nn import grad as nn_grad
 
 __all__ = ["ClippedSum", "clipped_grad_sum", "ghost_supported", "unsupported_modules"]
 
-_SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LayerNorm, nn.GroupNorm)
+_SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.LayerNorm, nn.GroupNorm, nn.Embedding)
 #: elements of one chunk of per-sample gradients or unfolded inputs (~64 MiB in float32)
 _CHUNK_ELEMS = 1 << 24
 #: per-sample gradients kept across layers of one step to form the clipped sum directly (~128 MiB)
@@ -87,6 +93,8 @@ class _Layer:
         self.inp: torch.Tensor | None = None
         self.out: torch.Tensor | None = None
         self.calls = 0
+        #: Gram matrices of inputs, shared by the layers of one step (set by the ghost engine)
+        self.gram_cache: dict[Any, torch.Tensor] | None = None
 
     def hook(self, module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         self.calls += 1
@@ -109,6 +117,8 @@ class _Layer:
             return self._linear_like(m, a3, g3), None
         if isinstance(m, (nn.Conv1d, nn.Conv2d)):
             return self._conv_sq(m, a, g, budget)
+        if isinstance(m, nn.Embedding):
+            return self._embedding_sq(m, a, g)
         # LayerNorm / GroupNorm: per-sample grads are small (channels); form them
         xhat = self._normalised(m, a)
         gw = g * xhat
@@ -129,6 +139,20 @@ class _Layer:
         return sq, per
 
     @staticmethod
+    def _embedding_sq(m: Any, a: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Squared per-sample norms of an embedding's weight gradient, and its non-zero rows per (sample, id)."""
+        n, V = a.shape[0], int(m.num_embeddings)
+        ids = a.reshape(n, -1).long()
+        g2 = g.reshape(n, ids.shape[1], -1)
+        if m.padding_idx is not None:  # torch gives the padding row no gradient
+            g2 = g2 * (ids != m.padding_idx).unsqueeze(-1).to(g2.dtype)
+        key = (torch.arange(n, device=ids.device).unsqueeze(1) * V + ids).reshape(-1)
+        uniq, inv = torch.unique(key, return_inverse=True)
+        rows = torch.zeros(uniq.numel(), g2.shape[-1], dtype=g.dtype, device=g.device).index_add_(0, inv, g2.reshape(-1, g2.shape[-1]))
+        sq = torch.zeros(n, dtype=g.dtype, device=g.device).index_add_(0, uniq // V, rows.pow(2).sum(1))
+        return sq, (rows, uniq)
+
+    @staticmethod
     def _normalised(m: Any, a: torch.Tensor) -> torch.Tensor:
         if isinstance(m, nn.LayerNorm):
             return F.layer_norm(a, m.normalized_shape, None, None, m.eps)
@@ -143,9 +167,15 @@ class _Layer:
                 sq = sq + a3.pow(2).sum((1, 2)) * g3.pow(2).sum((1, 2))
             elif T * T * (din + dout) <= T * din * dout:
                 for s, e in _chunks(n, T * T):
-                    aa = torch.einsum("ntd,nsd->nts", a3[s:e], a3[s:e])
-                    gg = torch.einsum("ntd,nsd->nts", g3[s:e], g3[s:e])
-                    sq[s:e] += (aa * gg).sum((1, 2))
+                    # the input Gram is shared by layers reading the same tensor (attention's q, k, v)
+                    key = (a3.data_ptr(), tuple(a3.shape), tuple(a3.stride()), s, e)
+                    aa = self.gram_cache.get(key) if self.gram_cache is not None else None
+                    if aa is None:
+                        aa = torch.bmm(a3[s:e], a3[s:e].transpose(1, 2))
+                        if self.gram_cache is not None:
+                            self.gram_cache[key] = aa
+                    gg = torch.bmm(g3[s:e], g3[s:e].transpose(1, 2))
+                    sq[s:e] += torch.bmm(aa.reshape(e - s, 1, -1), gg.reshape(e - s, -1, 1)).reshape(e - s)
             else:
                 for s, e in _chunks(n, din * dout):
                     sq[s:e] += torch.einsum("nto,nti->noi", g3[s:e], a3[s:e]).pow(2).sum((1, 2))
@@ -307,6 +337,11 @@ class _Layer:
             if gb is not None:
                 out.append(cc @ gb)
             return out
+        if isinstance(m, nn.Embedding):
+            rows, uniq = state
+            V = int(m.num_embeddings)
+            scaled = rows * c.to(rows.dtype)[uniq // V].unsqueeze(1)
+            return [torch.zeros_like(m.weight).index_add_(0, uniq % V, scaled.to(m.weight.dtype))]
         shape = (n,) + (1,) * (g.dim() - 1)
         gc = g * c.reshape(shape).to(g.dtype)
         if isinstance(m, nn.Linear):
@@ -346,6 +381,9 @@ def _ghost(model: nn.Module, loss_fn: Any, x: torch.Tensor, y: torch.Tensor, cli
     gs = torch.autograd.grad(losses.sum(), outs, allow_unused=True)
     sqs, states = [], []
     budget = [_KEEP_ELEMS]
+    grams: dict[Any, torch.Tensor] = {}
+    for lay in used:
+        lay.gram_cache = grams
     for lay, g in zip(used, gs):
         if g is None:
             g = torch.zeros_like(lay.out)

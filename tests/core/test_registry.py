@@ -193,7 +193,7 @@ def test_component_common_checks(cls):
         cls.parse_params({"no_such_option": 1})
     assert isinstance(cls.options_schema(), dict)
     if cls.kind == "attack":
-        assert cls.access in ("label-only", "black-box", "white-box", "gradients", "training")
+        assert cls.access in ("label-only", "black-box", "white-box", "gradients", "training", "sequence")
         assert cls.result_kind in ("membership", "reconstruction")
     if cls.kind == "defense":
         assert cls.points and set(cls.points) <= {"input", "objective", "gradient", "parameters", "output"}

@@ -1,0 +1,1 @@
+"""Language models: membership attacks, canary exposure, tokenizers, the embedded corpus and the LM demo."""
