@@ -38,8 +38,15 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def read_events(path: str) -> list[Any]:
-    """(PrivacyEvent, sample_rate, count) entries from a small JSON or YAML file (safe-loaded, size-capped)."""
+def read_events(path: str) -> tuple[list[Any], str | None, dict[str, Any]]:
+    """Events from a small JSON or YAML file (safe-loaded, size-capped).
+
+    The file is a list of ``{"kind": ..., params..., "sample_rate": q, "count": n}`` or an object
+    ``{"accountant": NAME, "options": {...}, "events": [...]}``.
+
+    Returns:
+        ((PrivacyEvent, sample_rate, count) entries, accountant name or None, accountant options).
+    """
     from ..errors import InvalidParameterError
     from ..interfaces import PrivacyEvent
 
@@ -58,7 +65,11 @@ def read_events(path: str) -> list[Any]:
             data = json.loads(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
         raise InvalidParameterError(f"--events {path}: not valid {'YAML' if f.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {exc}") from exc
+    name, options = None, {}
     if isinstance(data, dict) and "events" in data:
+        name, options = data.get("accountant"), data.get("options") or {}
+        if (name is not None and not isinstance(name, str)) or not isinstance(options, dict):
+            raise InvalidParameterError(f'--events {path}: "accountant" must be a name and "options" an object.')
         data = data["events"]
     if not isinstance(data, list) or not data or not all(isinstance(e, dict) and isinstance(e.get("kind"), str) for e in data):
         raise InvalidParameterError(f'--events {path}: expected a non-empty list of {{"kind": ..., ...}} objects; got {type(data).__name__}.')
@@ -69,7 +80,7 @@ def read_events(path: str) -> list[Any]:
         if isinstance(q, bool) or not isinstance(q, (int, float)) or isinstance(c, bool) or not isinstance(c, int):
             raise InvalidParameterError(f"--events {path}: sample_rate must be a number and count an integer; got {e!r}.")
         out.append((PrivacyEvent(e["kind"], params), float(q), c))
-    return out
+    return out, name, options
 
 
 def history(args: argparse.Namespace) -> list[Any]:
@@ -105,13 +116,14 @@ def history(args: argparse.Namespace) -> list[Any]:
 def run(args: argparse.Namespace) -> int:
     from ..registry import get_registry
 
+    options: dict[str, Any] = {}
     if args.events is not None:
-        steps = read_events(args.events)
-        name = args.accountant or "acct.dp-accounting"
+        steps, file_name, options = read_events(args.events)
+        name = args.accountant or file_name or "acct.dp-accounting"
     else:
         steps = history(args)
         name = args.accountant or "acct.rdp"
-    acct = get_registry().create("accountant", name)
+    acct = get_registry().create("accountant", name, options or None)
     acct.extend(steps)
     k = args.max_examples_per_user
     if k != 1:

@@ -46,12 +46,12 @@ _NEIGHBORS = {"add-or-remove": "ADD_OR_REMOVE_ONE", "replace-one": "REPLACE_ONE"
 
 def _import() -> Any:
     try:
-        import dp_accounting
+        from dp_accounting import dp_event
     except ImportError as exc:  # pragma: no cover - dp-accounting is a default dependency
         raise BackendUnavailableError(
             'acct.dp-accounting needs the dp-accounting package: pip install "dp-accounting>=0.4"'
         ) from exc
-    return dp_accounting
+    return dp_event
 
 
 def as_event(spec: PrivacyEvent | Mapping[str, Any]) -> PrivacyEvent:
@@ -161,7 +161,9 @@ class DPAccountingAccountant(Accountant):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        backend: Literal["pld", "rdp"] = Field("pld", description="dp_accounting's PLD (tight) or RDP accountant")
+        backend: Literal["auto", "pld", "rdp"] = Field(
+            "auto", description="dp_accounting's PLD (tight) or RDP accountant; auto: PLD when it supports every event, else RDP"
+        )
         neighboring: Literal["add-or-remove", "replace-one", "replace-special"] = Field(
             "add-or-remove", description="neighbouring relation (replace-one for sampling without replacement)"
         )
@@ -210,38 +212,53 @@ class DPAccountingAccountant(Accountant):
         return {"accountant": self.name, "certified": True, "options": self.params.model_dump(), "steps": self.steps}
 
     def _accountant(self) -> Any:
-        dpa = _import()
         from dp_accounting import pld as dpa_pld
         from dp_accounting import rdp as dpa_rdp
 
-        rel = getattr(dpa.NeighboringRelation, _NEIGHBORS[self.params.neighboring])
-        if self.params.backend == "rdp":
+        from dp_accounting import NeighboringRelation
+
+        rel = getattr(NeighboringRelation, _NEIGHBORS[self.params.neighboring])
+        backend = self.params.backend
+        if backend == "auto":
+            probe = dpa_pld.PLDAccountant(neighboring_relation=rel)
+            pld_ok = all(
+                ev.kind == "discrete-gaussian"
+                or (ev.kind in ("exponential", "permute-and-flip", "pure") and q >= 1.0)
+                or probe.supports(self._wrapped(ev, q, "pld"))
+                for ev, q, _c in self._history
+            )
+            backend = "pld" if pld_ok else "rdp"
+        if backend == "rdp":
             acct = dpa_rdp.RdpAccountant(neighboring_relation=rel)
         else:
             acct = dpa_pld.PLDAccountant(neighboring_relation=rel, value_discretization_interval=self.params.value_discretization_interval)
+        self.backend_ = backend
         for ev, q, c in self._history:
-            extra = self._extra_pld(ev, q)
+            extra = self._extra_pld(ev, q, backend)
             if extra is not None:
                 # kinds without a DpEvent: compose their PLD directly (pld backend)
                 acct._pld = acct._pld.compose(extra.self_compose(c))  # noqa: SLF001 - dp_accounting has no public hook
                 continue
-            dp_ev = to_dp_event(ev, backend=self.params.backend)
-            if q < 1.0:
-                dp_ev = dpa.PoissonSampledDpEvent(q, dp_ev)
+            dp_ev = self._wrapped(ev, q, backend)
             try:
                 acct.compose(dp_ev, c)
             except Exception as exc:  # dp_accounting raises its own UnsupportedEventError / ValueError
-                other = "rdp" if self.params.backend == "pld" else "pld"
+                other = "rdp" if backend == "pld" else "pld"
                 raise InvalidParameterError(
-                    f"acct.dp-accounting ({self.params.backend}, {self.params.neighboring}) cannot account a {ev.kind} "
-                    f"event{' sampled at rate ' + format(q, 'g') if q < 1 else ''}: {exc}. Try backend={other!r} "
+                    f"acct.dp-accounting ({backend}, {self.params.neighboring}) cannot account a {ev.kind} "
+                    f"event{' sampled at rate ' + format(q, 'g') if q < 1 else ''}: {str(exc).rstrip('.')}. Try backend={other!r} "
                     "or another neighboring relation."
                 ) from exc
         return acct
 
-    def _extra_pld(self, ev: PrivacyEvent, q: float) -> Any:
+    @staticmethod
+    def _wrapped(ev: PrivacyEvent, q: float, backend: str) -> Any:
+        dp_ev = to_dp_event(ev, backend=backend)
+        return _import().PoissonSampledDpEvent(q, dp_ev) if q < 1.0 else dp_ev
+
+    def _extra_pld(self, ev: PrivacyEvent, q: float, backend: str) -> Any:
         """A dp_accounting PLD for kinds without a DpEvent (PLD backend), else None."""
-        if self.params.backend != "pld" or ev.kind not in ("discrete-gaussian", "exponential", "permute-and-flip", "pure"):
+        if backend != "pld" or ev.kind not in ("discrete-gaussian", "exponential", "permute-and-flip", "pure"):
             if ev.kind == "discrete-gaussian":
                 raise InvalidParameterError("acct.dp-accounting: discrete-gaussian events need backend='pld'.")
             return None
