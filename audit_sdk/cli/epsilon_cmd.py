@@ -64,15 +64,20 @@ def read_events(path: str) -> tuple[list[Any], str | None, dict[str, Any]]:
         else:
             data = json.loads(text)
     except Exception as exc:  # json.JSONDecodeError, yaml.YAMLError
-        raise InvalidParameterError(f"--events {path}: not valid {'YAML' if f.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {exc}") from exc
-    name, options = None, {}
+        raise InvalidParameterError(
+            f"--events {path}: not valid {'YAML' if f.suffix.lower() in ('.yaml', '.yml') else 'JSON'}: {exc}"
+        ) from exc
+    name: str | None = None
+    options: dict[str, Any] = {}
     if isinstance(data, dict) and "events" in data:
         name, options = data.get("accountant"), data.get("options") or {}
         if (name is not None and not isinstance(name, str)) or not isinstance(options, dict):
             raise InvalidParameterError(f'--events {path}: "accountant" must be a name and "options" an object.')
         data = data["events"]
     if not isinstance(data, list) or not data or not all(isinstance(e, dict) and isinstance(e.get("kind"), str) for e in data):
-        raise InvalidParameterError(f'--events {path}: expected a non-empty list of {{"kind": ..., ...}} objects; got {type(data).__name__}.')
+        raise InvalidParameterError(
+            f'--events {path}: expected a non-empty list of {{"kind": ..., ...}} objects; got {type(data).__name__}.'
+        )
     out = []
     for e in data:
         params = {k: v for k, v in e.items() if k not in ("kind", "sample_rate", "count")}

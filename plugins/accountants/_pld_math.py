@@ -383,8 +383,8 @@ def compose(parts: list[tuple[DiscretePLD, int]], *, tail: float = 1e-15) -> Com
         var += c * (float(p.pmf @ (vals - m) ** 2) / w if w > 0 else 0.0)
     std = math.sqrt(var) + h
     lams = np.geomspace(0.3, 300.0, 25) / std
-    pos = sum(c * _log_mgf(p, lams) for p, c in parts)
-    neg = sum(c * _log_mgf(p, -lams) for p, c in parts)
+    pos = np.sum([c * _log_mgf(p, lams) for p, c in parts], axis=0)
+    neg = np.sum([c * _log_mgf(p, -lams) for p, c in parts], axis=0)
     base = sum(c * p.lo for p, c in parts)
     max_idx = sum(c * (p.lo + len(p.pmf) - 1) for p, c in parts)
     # widen the window until both tail bounds are below `tail`

@@ -48,9 +48,7 @@ def _import() -> Any:
     try:
         from dp_accounting import dp_event
     except ImportError as exc:  # pragma: no cover - dp-accounting is a default dependency
-        raise BackendUnavailableError(
-            'acct.dp-accounting needs the dp-accounting package: pip install "dp-accounting>=0.4"'
-        ) from exc
+        raise BackendUnavailableError('acct.dp-accounting needs the dp-accounting package: pip install "dp-accounting>=0.4"') from exc
     return dp_event
 
 
@@ -73,10 +71,10 @@ def _validate(event: PrivacyEvent, depth: int = 0) -> None:
     extra = [p for p in event.params if p not in req and p not in opt]
     if missing or extra:
         raise InvalidParameterError(
-            f"acct.dp-accounting: {event.kind} event needs {list(req)} (optional {list(opt)}); "
-            f"missing {missing}, unknown {extra}."
+            f"acct.dp-accounting: {event.kind} event needs {list(req)} (optional {list(opt)}); missing {missing}, unknown {extra}."
         )
-    for k, v in event.params.items():
+    params: dict[str, Any] = dict(event.params)
+    for k, v in params.items():
         if k in ("event",):
             _validate(as_event(v), depth + 1)
         elif k == "events":
@@ -96,7 +94,7 @@ def to_dp_event(event: PrivacyEvent | Mapping[str, Any], *, backend: str = "pld"
     """The dp_accounting ``DpEvent`` of a PrivacyEvent (pure-DP kinds map per backend; see the class docstring)."""
     dpa = _import()
     ev = as_event(event)
-    p = dict(ev.params)
+    p: dict[str, Any] = dict(ev.params)
     k = ev.kind
     sub = lambda: to_dp_event(p["event"], backend=backend)  # noqa: E731 - nested event
     if k == "gaussian":
@@ -117,11 +115,15 @@ def to_dp_event(event: PrivacyEvent | Mapping[str, Any], *, backend: str = "pld"
         return dpa.ZCDpEvent(eps * eps / 8 if k == "exponential" else eps * eps / 2)
     if k == "tree-aggregation":
         sc = p["step_counts"]
-        return dpa.SingleEpochTreeAggregationDpEvent(float(p["noise_multiplier"]), [int(x) for x in sc] if isinstance(sc, (list, tuple)) else int(sc))
+        return dpa.SingleEpochTreeAggregationDpEvent(
+            float(p["noise_multiplier"]), [int(x) for x in sc] if isinstance(sc, (list, tuple)) else int(sc)
+        )
     if k == "repeat-and-select":
         return dpa.RepeatAndSelectDpEvent(sub(), float(p["mean"]), float(p["shape"]))
     if k == "mixture-of-gaussians":
-        return dpa.MixtureOfGaussiansDpEvent(float(p["standard_deviation"]), [float(x) for x in p["sensitivities"]], [float(x) for x in p["sampling_probs"]])
+        return dpa.MixtureOfGaussiansDpEvent(
+            float(p["standard_deviation"]), [float(x) for x in p["sensitivities"]], [float(x) for x in p["sampling_probs"]]
+        )
     if k == "truncated-subsampled-gaussian":
         return dpa.TruncatedSubsampledGaussianDpEvent(
             int(p["dataset_size"]), float(p["sampling_probability"]), int(p["truncated_batch_size"]), float(p["noise_multiplier"])
@@ -136,7 +138,9 @@ def to_dp_event(event: PrivacyEvent | Mapping[str, Any], *, backend: str = "pld"
         return dpa.SelfComposedDpEvent(sub(), int(p["count"]))
     if k == "none":
         return dpa.NonPrivateDpEvent()
-    raise InvalidParameterError(f"acct.dp-accounting: event kind {k!r} has no dp_accounting event (use it on its own: {sorted(EVENT_KINDS)}).")
+    raise InvalidParameterError(
+        f"acct.dp-accounting: event kind {k!r} has no dp_accounting event (use it on its own: {sorted(EVENT_KINDS)})."
+    )
 
 
 class DPAccountingAccountant(Accountant):
@@ -212,10 +216,9 @@ class DPAccountingAccountant(Accountant):
         return {"accountant": self.name, "certified": True, "options": self.params.model_dump(), "steps": self.steps}
 
     def _accountant(self) -> Any:
+        from dp_accounting import NeighboringRelation
         from dp_accounting import pld as dpa_pld
         from dp_accounting import rdp as dpa_rdp
-
-        from dp_accounting import NeighboringRelation
 
         rel = getattr(NeighboringRelation, _NEIGHBORS[self.params.neighboring])
         backend = self.params.backend

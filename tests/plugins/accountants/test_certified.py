@@ -81,20 +81,39 @@ def test_laplace_is_exact_not_randomised_response():
     # dp_accounting's Laplace PLD, pessimistic at a fine grid
     a = PLDAccountant()
     a.step(PrivacyEvent("laplace", {"scale": 2.0}), sample_rate=0.1, count=500)
-    ref = pl.from_laplace_mechanism(2.0, sampling_prob=0.1, value_discretization_interval=1e-5).self_compose(500).get_epsilon_for_delta(1e-5)
+    ref = (
+        pl.from_laplace_mechanism(2.0, sampling_prob=0.1, value_discretization_interval=1e-5).self_compose(500).get_epsilon_for_delta(1e-5)
+    )
     assert ref * (1 - 1e-4) <= a.epsilon(1e-5) <= ref * 1.002
 
 
 def test_calibrated_sigma_is_at_least_dp_accountings(capsys):
     # the calibration: q 1e-4, 100,000 steps, epsilon 1: dp_accounting must agree the budget holds
-    code = main(["calibrate", "--accountant", "pld", "--target-epsilon", "1", "--sample-rate", "0.01", "--steps", "1000", "--delta", "1e-5", "--json"])
+    code = main(
+        [
+            "calibrate",
+            "--accountant",
+            "pld",
+            "--target-epsilon",
+            "1",
+            "--sample-rate",
+            "0.01",
+            "--steps",
+            "1000",
+            "--delta",
+            "1e-5",
+            "--json",
+        ]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["certified"] is True
     assert dpa(0.01, out["noise_multiplier"], 1000, interval=1e-5) <= 1.0
 
 
 def test_tiny_epsilon_target_is_refused_or_safe(capsys):
-    code = main(["calibrate", "--accountant", "pld", "--target-epsilon", "1e-9", "--sample-rate", "0.01", "--steps", "1000", "--delta", "1e-5"])
+    code = main(
+        ["calibrate", "--accountant", "pld", "--target-epsilon", "1e-9", "--sample-rate", "0.01", "--steps", "1000", "--delta", "1e-5"]
+    )
     captured = capsys.readouterr()
     if code == 0:  # then the noise must really reach the target
         sigma = float(captured.out.split("=")[1].split()[0])
@@ -105,7 +124,9 @@ def test_tiny_epsilon_target_is_refused_or_safe(capsys):
 
 @pytest.mark.parametrize("sigma,expect", [("1e-6", "epsilon = "), ("inf", "epsilon = 0 ")])
 def test_extreme_noise_answers_without_crashing(sigma, expect, capsys):
-    code = main(["epsilon", "--accountant", "pld", "--noise-multiplier", sigma, "--sample-rate", "0.01", "--steps", "1000", "--delta", "1e-5"])
+    code = main(
+        ["epsilon", "--accountant", "pld", "--noise-multiplier", sigma, "--sample-rate", "0.01", "--steps", "1000", "--delta", "1e-5"]
+    )
     assert code == 0 and expect in capsys.readouterr().out
 
 

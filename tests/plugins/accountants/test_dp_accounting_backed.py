@@ -82,7 +82,15 @@ CASES = {
         lambda: ref_rdp(dpe.RepeatAndSelectDpEvent(dpe.GaussianDpEvent(3.0), 4.0, 1.0)),
     ),
     "mixture-of-gaussians": (
-        [{"kind": "mixture-of-gaussians", "standard_deviation": 2.0, "sensitivities": [0.0, 1.0], "sampling_probs": [0.9, 0.1], "count": 20}],
+        [
+            {
+                "kind": "mixture-of-gaussians",
+                "standard_deviation": 2.0,
+                "sensitivities": [0.0, 1.0],
+                "sampling_probs": [0.9, 0.1],
+                "count": 20,
+            }
+        ],
         {},
         lambda: ref_pld(dpe.MixtureOfGaussiansDpEvent(2.0, [0.0, 1.0], [0.9, 0.1]), 20),
     ),
@@ -118,7 +126,10 @@ CASES = {
             {
                 "kind": "poisson-sampled",
                 "sampling_probability": 0.05,
-                "event": {"kind": "composed", "events": [{"kind": "gaussian", "noise_multiplier": 2.0}, {"kind": "gaussian", "noise_multiplier": 3.0}]},
+                "event": {
+                    "kind": "composed",
+                    "events": [{"kind": "gaussian", "noise_multiplier": 2.0}, {"kind": "gaussian", "noise_multiplier": 3.0}],
+                },
                 "count": 30,
             }
         ],
@@ -130,7 +141,10 @@ CASES = {
         {},
         lambda: ref_pld(
             dpe.ComposedDpEvent(
-                [dpe.SelfComposedDpEvent(dpe.PoissonSampledDpEvent(0.01, dpe.GaussianDpEvent(1.1)), 1000), dpe.SelfComposedDpEvent(dpe.LaplaceDpEvent(20.0), 3)]
+                [
+                    dpe.SelfComposedDpEvent(dpe.PoissonSampledDpEvent(0.01, dpe.GaussianDpEvent(1.1)), 1000),
+                    dpe.SelfComposedDpEvent(dpe.LaplaceDpEvent(20.0), 3),
+                ]
             )
         ),
     ),
