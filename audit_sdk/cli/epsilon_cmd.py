@@ -12,6 +12,8 @@ from typing import Any
 MAX_EVENTS_FILE = 1 << 20
 #: longest decaying schedule expanded step by step
 MAX_SCHEDULE_STEPS = 10_000_000
+#: most distinct noise multipliers of a schedule accounted one by one (more are rounded down onto a grid)
+MAX_DISTINCT = 1000
 
 
 def add_parser(sub: Any) -> None:
@@ -114,6 +116,13 @@ def history(args: argparse.Namespace) -> list[Any]:
     import numpy as np
 
     sig = args.noise_multiplier * mech.factors(np.arange(args.steps))
+    vals = np.unique(sig)
+    pos = vals[vals > 0]
+    if len(vals) > MAX_DISTINCT and pos.size:
+        # Too many distinct multipliers to account one by one: round them down onto a geometric grid with
+        # at most MAX_DISTINCT points (less noise can only charge more, so the answer stays an upper bound).
+        step = max(1e-4, math.log(pos.max() / pos.min()) / MAX_DISTINCT)
+        sig = np.where(sig > 0, np.exp(np.floor(np.log(np.where(sig > 0, sig, 1.0)) / step + 1e-12) * step), 0.0)
     vals, counts = np.unique(sig, return_counts=True)
     return [(PrivacyEvent("gaussian", {"noise_multiplier": float(v)}), args.sample_rate, int(c)) for v, c in zip(vals, counts)]
 

@@ -272,3 +272,25 @@ def test_rdp_equals_dp_accounting_rdp(q, sigma, steps):
     ref = RdpAccountant(orders)
     ref.compose(dpe.PoissonSampledDpEvent(q, dpe.GaussianDpEvent(sigma)), steps)
     assert ours(RDPAccountant, q, sigma, steps, orders=orders) == pytest.approx(ref.get_epsilon(1e-5), rel=1e-9, abs=1e-12)
+
+
+def test_rdp_tiny_noise_uses_integer_order_bounds_not_petabytes():
+    # sigma 1e-6: the fractional-order quadrature would need ~1e8 points per order; the next integer order bounds it
+    assert ours(RDPAccountant, 0.01, 1e-6, 1000) >= ours(PLDAccountant, 0.01, 1e-6, 1000) > 1e12
+    frac = rdp_sampled_gaussian(0.01, 1e-6, np.array([2.5]))[0]
+    assert frac == rdp_sampled_gaussian(0.01, 1e-6, np.array([3.0]))[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", ["time", "exp"])
+def test_decay_rate_one_over_ten_million_steps_is_answered_or_refused(policy, capsys):
+    argv = ["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "10000000", "--delta", "1e-5"]
+    code = main([*argv, "--decay-policy", policy, "--decay-rate", "1", "--accountant", "pld"])
+    captured = capsys.readouterr()
+    assert (code == 0 and "epsilon = inf" in captured.out) or (code == 2 and "too much work" in captured.err)
+
+
+def test_a_decay_schedule_too_long_to_expand_is_refused(capsys):
+    argv = ["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "100000000", "--delta", "1e-5"]
+    assert main([*argv, "--decay-policy", "time", "--decay-rate", "1"]) == 2
+    assert "too long to expand" in capsys.readouterr().err
