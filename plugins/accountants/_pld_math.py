@@ -382,19 +382,25 @@ def compose(parts: list[tuple[DiscretePLD, int]], *, tail: float = 1e-15) -> Com
         means += c * m
         var += c * (float(p.pmf @ (vals - m) ** 2) / w if w > 0 else 0.0)
     std = math.sqrt(var) + h
-    lams = np.geomspace(0.3, 300.0, 25) / std
+    # lambdas on the scale of the composed spread and of one step's range (heavy tails need small ones)
+    width = max(len(p.pmf) for p, _ in parts) * h
+    lams = np.unique(np.concatenate([np.geomspace(0.3, 300.0, 25) / std, np.geomspace(0.3, 100.0, 8) / width]))
     pos = np.sum([c * _log_mgf(p, lams) for p, c in parts], axis=0)
     neg = np.sum([c * _log_mgf(p, -lams) for p, c in parts], axis=0)
     base = sum(c * p.lo for p, c in parts)
     max_idx = sum(c * (p.lo + len(p.pmf) - 1) for p, c in parts)
-    # widen the window until both tail bounds are below `tail`
-    half = math.sqrt(2 * math.log(1 / tail)) * std
-    for _ in range(60):
-        a_loss, b_loss = means - half, means + half
-        lo_b, hi_b = _tail_bounds(pos, neg, lams, a_loss, b_loss)
-        if lo_b <= tail and hi_b <= tail:
+    # widen each side of the window until its tail bound is below `tail`
+    z = math.sqrt(2 * math.log(1 / tail)) * std
+    up = down = z
+    for _ in range(80):
+        if _tail_bounds(pos, neg, lams, means - down, means + up)[1] <= tail:
             break
-        half *= 1.25
+        up *= 1.25
+    for _ in range(80):
+        if _tail_bounds(pos, neg, lams, means - down, means + up)[0] <= tail:
+            break
+        down *= 1.25
+    a_loss, b_loss = means - down, means + up
     a = max(base, int(math.floor(a_loss / h)) - 1)
     b = min(max_idx, int(math.ceil(b_loss / h)) + 1)
     if b - a + 1 > MAX_POINTS:
