@@ -47,7 +47,7 @@ _NEIGHBORS = {"add-or-remove": "ADD_OR_REMOVE_ONE", "replace-one": "REPLACE_ONE"
 def _import() -> Any:
     try:
         from dp_accounting import dp_event
-    except ImportError as exc:  # pragma: no cover - dp-accounting is a default dependency
+    except ImportError as exc:
         raise BackendUnavailableError('acct.dp-accounting needs the dp-accounting package: pip install "dp-accounting>=0.4"') from exc
     return dp_event
 
@@ -216,6 +216,7 @@ class DPAccountingAccountant(Accountant):
         return {"accountant": self.name, "certified": True, "options": self.params.model_dump(), "steps": self.steps}
 
     def _accountant(self) -> Any:
+        _import()  # a missing dp_accounting is a BackendUnavailableError naming the install
         from dp_accounting import NeighboringRelation
         from dp_accounting import pld as dpa_pld
         from dp_accounting import rdp as dpa_rdp

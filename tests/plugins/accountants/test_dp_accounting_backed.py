@@ -185,3 +185,21 @@ def test_events_file_errors_exit_2(tmp_path, capsys):
     big.write_text("[" + " " * (1 << 20) + "]")
     assert main(["epsilon", "--events", str(big), "--delta", "1e-6"]) == 2
     assert "larger than" in capsys.readouterr().err
+
+
+def test_without_dp_accounting_the_sdk_imports_and_the_accountant_names_the_install(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['dp_accounting'] = None\n"
+        "import audit_sdk\n"
+        "from audit_sdk.cli import main\n"
+        "assert main(['plugins']) == 0\n"
+        "from audit_sdk.plugins.accountants.dp_accounting_backed import DPAccountingAccountant\n"
+        "a = DPAccountingAccountant(); a.step(audit_sdk.PrivacyEvent('gaussian', {'noise_multiplier': 1.0}))\n"
+        "try:\n    a.epsilon(1e-5)\nexcept audit_sdk.errors.BackendUnavailableError as e:\n    print('HINT', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "acct.dp-accounting" in out.stdout and "HINT" in out.stdout and "pip install" in out.stdout
