@@ -326,8 +326,9 @@ def discretise(step: StepLoss, interval: float) -> DiscretePLD:
         eb = np.exp(np.log(np.where(b > 0, b, 1.0)) + e[:-1])
         eb = np.where(b > 0, eb, 0.0)
         up = np.clip((a - eb) / -math.expm1(-h), 0.0, a)
-    up = np.nan_to_num(up, nan=0.0, posinf=0.0)
-    up = np.minimum(np.where(np.isfinite(up), up, a), a)
+        # e^{e_i} B <= A always holds; where rounding breaks it (or overflows), send the cell up (pessimistic)
+        broken = ~np.isfinite(eb) | ~np.isfinite(up) | (eb > a * (1 + 1e-9))
+    up = np.where(broken, a, up)
     pmf = np.zeros(len(e))
     pmf[:-1] += a - up
     pmf[1:] += up
