@@ -109,7 +109,7 @@ def to_dp_event(event: PrivacyEvent | Mapping[str, Any], *, backend: str = "pld"
         return dpa.ZCDpEvent(float(p["rho"]), float(p.get("xi", 0.0)))
     if k in ("exponential", "permute-and-flip", "pure"):
         eps = float(p["epsilon"])
-        # Exponential mechanism: eps-bounded range, hence eps^2/8-zCDP (Cesar & Rogers 2021, Lemma 3.2);
+        # Exponential mechanism: eps-bounded range, hence eps^2/8-zCDP (Cesar & Rogers 2021, bounded range);
         # any eps-DP mechanism (permute-and-flip, pure): eps^2/2-zCDP (Bun & Steinke 2016, Prop. 1.4).
         # The PLD backend instead uses the exact worst case of an eps-DP mechanism (see _extra_pld).
         return dpa.ZCDpEvent(eps * eps / 8 if k == "exponential" else eps * eps / 2)
