@@ -112,8 +112,14 @@ class PrivacyEvent:
     Attributes:
         kind: mechanism family understood by accountants: ``"gaussian"`` (``noise_multiplier``),
             ``"laplace"`` (``scale`` relative to sensitivity, i.e. ``b / Δ``), ``"vmf"`` (``epsilon``
-            of metric privacy), or ``"none"`` (no noise: infinite privacy loss).
-        params: the numbers that define it (e.g. ``{"noise_multiplier": 1.1}``).
+            of metric privacy), ``"pure"`` (``epsilon``), or ``"none"`` (no noise: infinite privacy
+            loss). ``acct.dp-accounting`` also takes ``randomized-response``, ``discrete-laplace``,
+            ``discrete-gaussian``, ``zcdp``, ``exponential``, ``permute-and-flip``, ``tree-aggregation``,
+            ``repeat-and-select``, ``mixture-of-gaussians``, ``truncated-subsampled-gaussian``,
+            ``sampled-without-replacement``, ``poisson-sampled``, ``composed`` and ``self-composed``
+            (parameters: its ``EVENT_KINDS``).
+        params: the numbers that define it (e.g. ``{"noise_multiplier": 1.1}``); composite kinds
+            nest events as ``{"kind": ..., **params}`` mappings.
     """
 
     kind: str

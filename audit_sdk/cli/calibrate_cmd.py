@@ -16,7 +16,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--accountant", default="acct.rdp", help="acct.rdp (default), acct.pld, acct.gdp, acct.zcdp; bare names work")
     p.add_argument("--decay-policy", choices=["time", "step", "exp"], help="calibrate sigma0 of dp.ada-gaussian's schedule")
     p.add_argument("--decay-rate", type=float, default=6e-6, help="decay rate of --decay-policy (default 6e-6)")
-    p.add_argument("--json", action="store_true", help="print JSON: {noise_multiplier, accountant, epsilon}")
+    p.add_argument(
+        "--allow-approximate", action="store_true", help="allow an accountant that is not an upper bound (acct.gdp; certified: false)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON: {noise_multiplier, accountant, epsilon, certified}")
     p.set_defaults(func=run)
 
 
@@ -29,8 +32,9 @@ def run(args: argparse.Namespace) -> int:
         from ..plugins.dp.mechanisms import AdaGaussian
 
         schedule = AdaGaussian(decay_policy=args.decay_policy, noise_decay_rate=args.decay_rate).factors
+    kw = {"allow_approximate": True} if args.allow_approximate else {}
     sigma = acct.calibrate(
-        target_epsilon=args.target_epsilon, delta=args.delta, sample_rate=args.sample_rate, steps=args.steps, schedule=schedule
+        target_epsilon=args.target_epsilon, delta=args.delta, sample_rate=args.sample_rate, steps=args.steps, schedule=schedule, **kw
     )
     from .epsilon_cmd import history
 
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     fresh = type(acct)(acct.params)
     fresh.extend(history(ns))
     eps = fresh.epsilon(args.delta)
-    out = {"noise_multiplier": sigma, "accountant": acct.name, "epsilon": eps}
+    out = {"noise_multiplier": sigma, "accountant": acct.name, "epsilon": eps, "certified": bool(getattr(acct, "is_upper_bound", True))}
     if args.json:
         print(json.dumps(out))
     else:

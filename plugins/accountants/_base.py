@@ -17,7 +17,7 @@ from scipy import optimize
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.interfaces import Accountant, PrivacyEvent
 
-__all__ = ["HistoryAccountant", "pure_epsilon_of", "round_sigma_down"]
+__all__ = ["MAX_SCHEDULE_STEPS", "HistoryAccountant", "group_epsilon", "pure_epsilon_of", "round_sigma_down"]
 
 #: event kinds and the parameters each must carry
 EVENT_PARAMS: dict[str, tuple[str, ...]] = {
@@ -29,6 +29,9 @@ EVENT_PARAMS: dict[str, tuple[str, ...]] = {
 }
 
 Key = tuple[str, tuple[tuple[str, float], ...], float]
+
+#: Longest per-step schedule (e.g. a decaying noise multiplier) expanded step by step.
+MAX_SCHEDULE_STEPS = 10_000_000
 
 
 def round_sigma_down(sigma: float, resolution: float) -> float:
@@ -53,6 +56,54 @@ def pure_epsilon_of(kind: str, params: Mapping[str, float]) -> float:
     if kind == "pure":
         return float(params["epsilon"])
     raise InvalidParameterError(f"event kind {kind!r} is not a pure-DP event.")
+
+
+def group_epsilon(acct: Accountant, delta: float, group_size: int) -> float:
+    """Epsilon for groups of ``group_size`` records (user-level DP), from an example-level accountant.
+
+    Takes the smaller of two valid bounds: (k eps, k e^{(k-1) eps} delta_ex) group privacy (Vadhan 2017,
+    Lemma 2.2), solved for the example-level delta_ex that gives ``delta`` (as TF Privacy's
+    compute_dp_sgd_privacy_statement), and, when the accountant has an RDP curve, Mironov 2017 Prop. 2
+    (an (alpha, e)-RDP step is (alpha / 2^c, 3^c e)-RDP for groups of 2^c records).
+
+    Raises:
+        InvalidParameterError: a group size < 1 or a delta outside (0, 1).
+    """
+    k = int(group_size)
+    if k != group_size or k < 1:
+        raise InvalidParameterError(f"max examples per user must be a positive integer; got {group_size!r}.")
+    if not (0.0 < float(delta) < 1.0):
+        raise InvalidParameterError(f"delta must be in (0, 1); got {delta!r}.")
+    if k == 1:
+        return float(acct.epsilon(delta))
+
+    def user_delta(log_d: float) -> float:
+        e = acct.epsilon(math.exp(log_d))
+        return math.inf if math.isinf(e) else math.log(k) + (k - 1) * e + log_d
+
+    # user_delta grows with the example delta: bisect on log(example delta) in (log(delta) - 60, log(delta / k)]
+    lo, hi = math.log(delta) - 60.0, math.log(delta / k)
+    best = math.inf
+    if user_delta(lo) <= math.log(delta):
+        for _ in range(50):
+            mid = (lo + hi) / 2
+            if user_delta(mid) <= math.log(delta):
+                lo = mid
+            else:
+                hi = mid
+        best = k * float(acct.epsilon(math.exp(lo)))
+    rdp_curve = getattr(acct, "rdp", None)
+    orders = getattr(acct, "orders", None)
+    if callable(rdp_curve) and orders is not None:
+        from ._rdp_math import eps_from_rdp
+
+        c = math.ceil(math.log2(k))
+        new_orders = np.asarray(orders, dtype=float) / 2**c
+        keep = new_orders > 1
+        if keep.any():
+            eps_rdp, _ = eps_from_rdp(new_orders[keep], 3**c * np.asarray(rdp_curve())[keep], delta)
+            best = min(best, eps_rdp)
+    return float(best)
 
 
 class HistoryAccountant(Accountant):
@@ -199,6 +250,10 @@ class HistoryAccountant(Accountant):
     def _delta(self, epsilon: float) -> float:
         """Delta of the (non-empty, finite) history at ``epsilon``."""
 
+    def group_epsilon(self, delta: float, group_size: int) -> float:
+        """Epsilon at ``delta`` for users contributing up to ``group_size`` records (see ``group_epsilon``)."""
+        return group_epsilon(self, delta, group_size)
+
     def epsilon_if(self, steps: Iterable[tuple[PrivacyEvent, float, int]], *, delta: float) -> float:
         """Epsilon after the recorded history plus ``steps``, without recording them."""
         return self.copy().extend(steps).epsilon(delta)
@@ -207,6 +262,7 @@ class HistoryAccountant(Accountant):
         """A JSON-able summary: name, options, total steps, grouped history."""
         return {
             "accountant": self.name,
+            "certified": bool(self.is_upper_bound),
             "options": self.params.model_dump(),
             "steps": self.steps,
             "history": [{"event": e.kind, **dict(e.params), "sample_rate": q, "count": c} for e, q, c in self.history],
@@ -222,17 +278,28 @@ class HistoryAccountant(Accountant):
         bounds: tuple[float, float] = (1e-3, 1e4),
         rtol: float = 1e-4,
         guess: float | None = None,
+        allow_approximate: bool = False,
     ) -> float:
         """The smallest parameter x (e.g. a noise multiplier) whose history ``build(x)`` meets the target.
 
         ``build(x)`` must return the steps that would run with parameter x; epsilon must fall as
         x grows. The answer is on the safe side: epsilon(answer) <= target_epsilon.
 
+        Args:
+            allow_approximate: calibrate with an accountant whose answer is not an upper bound
+                (``certified`` False, e.g. acct.gdp); refused otherwise.
+
         Raises:
-            InvalidParameterError: a target epsilon <= 0, or one no x within ``bounds`` reaches.
+            InvalidParameterError: a target epsilon <= 0, one no x within ``bounds`` reaches, or an
+                uncertified accountant without ``allow_approximate``.
         """
-        if not (target_epsilon > 0):
-            raise InvalidParameterError(f"target_epsilon must be > 0; got {target_epsilon!r}.")
+        if not self.is_upper_bound and not allow_approximate:
+            raise InvalidParameterError(
+                f"{self.name} is an approximation (certified: false): a noise multiplier calibrated with it may "
+                "exceed the budget. Use acct.pld or acct.rdp, or pass allow_approximate=True (--allow-approximate)."
+            )
+        if not (target_epsilon > 0) or math.isinf(target_epsilon):
+            raise InvalidParameterError(f"target_epsilon must be a finite number > 0; got {target_epsilon!r}.")
         fresh = type(self)(self.params)
         if hasattr(self, "_cache"):
             fresh._cache = self._cache  # type: ignore[attr-defined]
@@ -280,6 +347,7 @@ class HistoryAccountant(Accountant):
         steps: int,
         schedule: Callable[[np.ndarray], np.ndarray] | None = None,
         resolution: float = 1e-2,
+        allow_approximate: bool = False,
     ) -> float:
         """Noise multiplier (or sigma0 of a decay ``schedule``) meeting (target_epsilon, delta).
 
@@ -288,6 +356,7 @@ class HistoryAccountant(Accountant):
                 ``dp.ada-gaussian``'s ``factors``); None for a constant multiplier.
             resolution: relative grid on which a decaying schedule's multipliers are rounded down
                 while calibrating (conservative: the answer can only grow).
+            allow_approximate: see ``calibrate_history``.
         """
         if int(steps) != steps or steps < 1:
             raise InvalidParameterError(f"steps must be a positive integer; got {steps!r}.")
@@ -296,6 +365,12 @@ class HistoryAccountant(Accountant):
                 lambda s: [(PrivacyEvent("gaussian", {"noise_multiplier": s}), sample_rate, int(steps))],
                 target_epsilon=target_epsilon,
                 delta=delta,
+                allow_approximate=allow_approximate,
+            )
+        if steps > MAX_SCHEDULE_STEPS:
+            raise InvalidParameterError(
+                f"a decay schedule over {steps} steps is too long to expand (at most {MAX_SCHEDULE_STEPS}); "
+                "calibrate a constant noise multiplier or fewer steps."
             )
         factors = np.asarray(schedule(np.arange(int(steps))), dtype=float)
 
@@ -307,4 +382,4 @@ class HistoryAccountant(Accountant):
             vals, counts = np.unique(sig, return_counts=True)
             return [(PrivacyEvent("gaussian", {"noise_multiplier": float(v)}), sample_rate, int(c)) for v, c in zip(vals, counts)]
 
-        return self.calibrate_history(build, target_epsilon=target_epsilon, delta=delta)
+        return self.calibrate_history(build, target_epsilon=target_epsilon, delta=delta, allow_approximate=allow_approximate)

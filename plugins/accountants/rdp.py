@@ -49,8 +49,8 @@ class RDPAccountant(HistoryAccountant):
         @field_validator("orders")
         @classmethod
         def _orders_gt_1(cls, v: list[float] | None) -> list[float] | None:
-            if v is not None and (not v or min(v) <= 1):
-                raise ValueError("orders must be a non-empty list of numbers > 1")
+            if v is not None and (not v or not all(math.isfinite(a) and a > 1 for a in v)):
+                raise ValueError("orders must be a non-empty list of finite numbers > 1 (e.g. [1.5, 2, 4, 8, 16, 32, 64])")
             return v
 
     params: Params

@@ -122,8 +122,12 @@ def test_full_batch_gaussian_matches_the_exact_formula(cls):
     acct = cls()
     acct.step(gauss(sigma), sample_rate=1.0, count=steps)
     eps = acct.epsilon(1e-5)
-    assert exact_gaussian_delta(mu, eps) == pytest.approx(1e-5, rel=1e-3)
-    assert acct.delta(1.0) == pytest.approx(exact_gaussian_delta(mu, 1.0), rel=1e-3)
+    if cls is GDPAccountant:  # exact for full-batch Gaussian steps
+        assert exact_gaussian_delta(mu, eps) == pytest.approx(1e-5, rel=1e-3)
+        assert acct.delta(1.0) == pytest.approx(exact_gaussian_delta(mu, 1.0), rel=1e-3)
+    else:  # a certified upper bound: the exact delta at the reported epsilon is at most the target, and close
+        assert 0.99e-5 <= exact_gaussian_delta(mu, eps) <= 1e-5
+        assert exact_gaussian_delta(mu, 1.0) <= acct.delta(1.0) <= exact_gaussian_delta(mu, 1.0) * 1.01
 
 
 def test_pure_dp_event_gives_its_epsilon():
@@ -131,7 +135,7 @@ def test_pure_dp_event_gives_its_epsilon():
     ev = PrivacyEvent("vmf", {"epsilon": 0.5, "max_distance": 2.0})
     acct = PLDAccountant()
     acct.step(ev, sample_rate=1.0)
-    assert acct.epsilon(1e-12) == pytest.approx(1.0, abs=2e-3)
+    assert 1.0 <= acct.epsilon(1e-12) <= 1.005  # a certified bound: never below the true 1
     rdp = RDPAccountant()
     rdp.step(ev, sample_rate=1.0)
     # RDP of randomised response converts back with a small loss: a valid bound just above 1
@@ -200,7 +204,9 @@ def test_epsilon_and_delta_are_inverse(cls):
 @pytest.mark.parametrize("cls", ALL)
 def test_calibration_round_trip(cls):
     acct = cls()
-    sigma = acct.calibrate(target_epsilon=2.0, delta=1e-5, sample_rate=0.01, steps=2000)
+    # acct.gdp is an approximation: calibration needs allow_approximate (issue 14)
+    kw = {"allow_approximate": True} if cls is GDPAccountant else {}
+    sigma = acct.calibrate(target_epsilon=2.0, delta=1e-5, sample_rate=0.01, steps=2000, **kw)
     check = cls()
     check.step(gauss(sigma), sample_rate=0.01, count=2000)
     eps = check.epsilon(1e-5)
