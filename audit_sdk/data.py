@@ -18,6 +18,7 @@ import numpy as np
 
 from ._rng import RNGLike, as_generator
 from .errors import BackendUnavailableError, InvalidDataError
+from .fileio import atomic_write
 
 __all__ = [
     "AuditData",
@@ -229,7 +230,9 @@ def save_npz(data: AuditData, path: str | Path) -> Path:
         arrays["x_population"] = data.population.x
         arrays["y_population"] = data.population.y
     p = Path(path)
-    np.savez_compressed(p, **arrays)  # type: ignore[arg-type]
+    p = p if p.suffix == ".npz" else p.with_name(p.name + ".npz")  # np.savez's naming rule
+    with atomic_write(p) as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
     return p
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from ._rng import RNGLike, as_generator
 from .data import AuditData
-from .errors import InvalidModelError, InvalidParameterError
+from .errors import AuditSDKError, AuditSDKWarning, InvalidDataError, InvalidModelError, InvalidParameterError
 from .executor import Executor, LocalExecutor
 from .interfaces import Attack
 from .registry import Registry, get_registry
@@ -98,6 +99,44 @@ def run_attack(attack: Attack, target: Target, data: AuditData, *, rng: RNGLike 
     return result
 
 
+def check_data_against_target(target: Target, data: AuditData) -> None:
+    """Check every set's labels (members, non-members, population) and features against the model.
+
+    Run before any attack spends time: a label the model has no class for would crash an attack
+    late, or make reference models with the wrong number of classes.
+
+    Raises:
+        InvalidDataError: listing every set whose labels fall outside the model's classes.
+    """
+    k = int(target.n_classes or 0)
+    problems = []
+    sets = [("members", data.members), ("non_members", data.non_members)]
+    if data.population is not None:
+        sets.append(("population", data.population))
+    for name, split in sets:
+        y = np.asarray(split.y)
+        if k and len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
+            bad = int(((y < 0) | (y >= k)).sum())
+            problems.append(f"{name}: {bad} labels outside the model's {k} classes 0..{k - 1} (they span {int(y.min())}..{int(y.max())})")
+    if problems:
+        raise InvalidDataError(
+            "audit data does not fit the model: " + "; ".join(problems) + ". Remap the labels, or check you loaded the right model."
+        )
+    target.check_input(data.members.x[:1])
+
+
+def _failure(att: Attack, exc: BaseException) -> dict[str, Any]:
+    params = att.params.model_dump(mode="json") if hasattr(att.params, "model_dump") else {}
+    return {
+        "name": att.name,
+        "params": params,
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:2000],
+        "error_type": type(exc).__name__,
+        "input_error": isinstance(exc, AuditSDKError),
+    }
+
+
 @dataclass
 class AuditReport:
     """Results of an audit, with a table view, JSON (schema_version 1) and a self-contained HTML page.
@@ -115,6 +154,9 @@ class AuditReport:
         timings: seconds per phase (``load_target``, each attack by name, ``total``).
         policy: outcomes of the privacy gate rules checked against this report.
         label: a short name for the audited model (a grid cell's label).
+        failures: attacks that raised (``run_audit(..., on_attack_error="record")``), each
+            ``{"name", "params", "status": "failed", "error", "error_type", "input_error"}``.
+        notes: what the run noticed and assumed (e.g. too few samples to measure).
     """
 
     target: dict[str, Any]
@@ -129,6 +171,9 @@ class AuditReport:
     policy: list[dict[str, Any]] = field(default_factory=list)
     label: str | None = None
     utility: dict[str, float] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    order: list[str] = field(default_factory=list, repr=False)
 
     def theoretical_epsilon(self) -> float | None:
         """The accountant's epsilon from ``privacy`` (the smallest one reported), or None without DP.
@@ -163,7 +208,9 @@ class AuditReport:
             "target": self.target,
             "data": {k: self.data[k] for k in ("members", "non_members", "population") if k in self.data} | self.data,
             "privacy": self.privacy,
-            "attacks": [r.to_dict() for r in self.results],
+            "attacks": self._attack_entries(),
+            "failed_attacks": [f["name"] for f in self.failures],
+            "notes": self.notes,
             "sections": [{k: v for k, v in s.items() if k != "html"} for s in self.sections],
             "label": self.label,
             "utility": self.utility,
@@ -172,6 +219,16 @@ class AuditReport:
             "policy": self.policy,
             "versions": versions(),
         }
+
+    def _attack_entries(self) -> list[dict[str, Any]]:
+        """Every attack in the order run: results (``status: ok``) and failures (``status: failed``)."""
+        ok = [{**r.to_dict(), "status": "ok"} for r in self.results]
+        if not self.failures:
+            return ok
+        if len(self.order) != len(ok) + len(self.failures):
+            return ok + list(self.failures)
+        oks, fails = iter(ok), iter(self.failures)
+        return [next(fails) if kind == "failed" else next(oks) for kind in self.order]
 
     def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write a self-contained HTML page (plots embedded, no network needed) and return its path.
@@ -200,10 +257,9 @@ class AuditReport:
         return self.policy
 
     def to_json(self, path: str | Path) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
-        return p
+        from .fileio import write_text_atomic
+
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=_json_default))
 
     def rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -306,6 +362,7 @@ def run_audit(
     defenses: Sequence[Any] = (),
     progress: bool = False,
     label: str | None = None,
+    on_attack_error: str = "raise",
 ) -> AuditReport:
     """Audit ``target`` on ``data`` with each attack and return the report.
 
@@ -330,7 +387,12 @@ def run_audit(
             before it is audited, applied after the config's.
         progress: show a progress bar (rich) on stderr.
         label: a short name for the audited model, shown in reports.
+        on_attack_error: ``"raise"`` (default) lets an attack's exception propagate;
+            ``"record"`` records it in ``report.failures`` (and report.json, as a failed attack
+            with its error) and runs the other attacks (what the CLI does).
     """
+    if on_attack_error not in ("raise", "record"):
+        raise InvalidParameterError(f"on_attack_error must be 'raise' or 'record'; got {on_attack_error!r}.")
     if privacy is not None and not isinstance(privacy, dict) and isinstance(getattr(privacy, "defenses", None), dict):
         notes = list(getattr(privacy, "notes", None) or [])
         privacy = {name: rep for name, rep in privacy.defenses.items() if rep} | ({"notes": notes} if notes else {})
@@ -385,9 +447,10 @@ def run_audit(
             raise InvalidParameterError(f"attacks must be names, (name, params) pairs or Attack objects; got {type(a).__name__}.")
     if not attack_objs:
         raise InvalidParameterError("no attacks to run; pass at least one attack name (see `audit-sdk plugins`).")
-    # Refuse mismatched access up front, before any attack spends time.
+    # Refuse mismatched access and data the model cannot take up front, before any attack spends time.
     for att in attack_objs:
         check_access(tgt, att.access, attack_name=att.name, alternatives=_alternatives(reg, tgt))
+    check_data_against_target(tgt, data)
     own_executor = None
     if context is not None:
         ctx = context
@@ -398,6 +461,8 @@ def run_audit(
     seed_seq = np.random.SeedSequence(int(as_generator(rng).integers(0, 2**63 - 1)))
     t0 = time.perf_counter()
     results = []
+    failures: list[dict[str, Any]] = []
+    order: list[str] = []
     bar = _progress_bar(progress)
     try:
         if bar is not None:
@@ -406,10 +471,21 @@ def run_audit(
         for att, child in zip(attack_objs, seed_seq.spawn(len(attack_objs))):
             if bar is not None:
                 bar.update(task, description=f"{label + ': ' if label else ''}{att.name}")
-            res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
-            results.append(res)
-            key = att.name if att.name not in timings else f"{att.name}#{len(results)}"
-            timings[key] = res.seconds
+            try:
+                res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
+                _ = res.metrics  # metrics of a malformed result fail here, charged to the attack
+            except Exception as exc:
+                from .executor import RunCancelled
+
+                if on_attack_error == "raise" or isinstance(exc, RunCancelled):
+                    raise
+                failures.append(_failure(att, exc))
+                order.append("failed")
+            else:
+                results.append(res)
+                order.append("ok")
+                key = att.name if att.name not in timings else f"{att.name}#{len(results)}"
+                timings[key] = res.seconds
             if bar is not None:
                 bar.advance(task)
     finally:
@@ -428,7 +504,46 @@ def run_audit(
         config=cfg.to_dict() if cfg is not None else None,
         timings=timings,
         label=label,
+        failures=failures,
+        notes=_data_notes(data),
+        order=order,
     )
-    for sections in reg.pm.hook.report_sections(report=report):
-        report.sections.extend(sections or [])
+    for note in report.notes:
+        warnings.warn(note, AuditSDKWarning, stacklevel=2)
+    report.sections.extend(_sections(reg, report))
     return report
+
+
+#: Below this many members or non-members, membership metrics are too noisy to mean anything.
+MIN_SAMPLES_TO_MEASURE = 10
+
+
+def _data_notes(data: AuditData) -> list[str]:
+    n_in, n_out = len(data.members), len(data.non_members)
+    if min(n_in, n_out) < MIN_SAMPLES_TO_MEASURE:
+        return [
+            f"too few samples to measure: {n_in} member(s) and {n_out} non-member(s) (fewer than {MIN_SAMPLES_TO_MEASURE}); "
+            "AUC, advantage and TPR here are noise, not evidence (one of each gives AUC 0 or 1 by chance)"
+        ]
+    return []
+
+
+def _sections(reg: Registry, report: AuditReport) -> list[dict[str, Any]]:
+    """Collect report sections, hook by hook; a malformed section from a third-party plugin is its fault."""
+    pm = reg.pm
+    out: list[dict[str, Any]] = []
+    # newest first, as pluggy calls them; a third-party hook is guarded (an exception is isolated)
+    for impl in reversed(pm.hook.report_sections.get_hookimpls()):
+        sections = impl.function(*[{"report": report}[a] for a in impl.argnames])
+        if sections is None:
+            continue
+        ok = isinstance(sections, list) and all(isinstance(s, dict) and isinstance(s.get("title"), str) for s in sections)
+        if ok:
+            out.extend(sections)  # type: ignore[arg-type]
+            continue
+        isolated = getattr(pm, "is_isolated", lambda _n: False)(impl.plugin_name)
+        msg = f"report_sections of {impl.plugin_name!r} returned {type(sections).__name__}; expected a list of {{'title': str, 'html': str}}"
+        if not isolated:
+            raise InvalidParameterError(msg + ".")
+        pm.plugin_fault(impl.plugin_name, "report_sections", msg)  # type: ignore[attr-defined]
+    return out

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..fileio import write_text_atomic
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a classifier with a defense (DP-SGD by default), export ONNX + privacy.json")
@@ -133,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     if x_val is not None:
         report["test_accuracy"] = evaluate_accuracy(result.model, x_val, y_val, device="cpu")
     path = out / "privacy.json"
-    path.write_text(json.dumps(_json_safe(report), indent=2))
+    write_text_atomic(path, json.dumps(_json_safe(report), indent=2))
     if args.json:
         print(json.dumps(_json_safe(report)))
     else:

@@ -384,10 +384,9 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
         versions=versions(),
         render_seconds=time.perf_counter() - t0,
     )
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(page, encoding="utf-8")
-    return p
+    from ..fileio import write_text_atomic
+
+    return write_text_atomic(path, page)
 
 
 _ORDER = {"violated": 3, "high": 2, "measurable": 1, "none": 0}
