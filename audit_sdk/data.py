@@ -29,6 +29,7 @@ __all__ = [
     "load_mnist_idx",
     "load_npz",
     "make_audit_data",
+    "read_npz",
     "save_npz",
 ]
 
@@ -84,8 +85,14 @@ def _problems(name: str, x: Any, y: Any) -> tuple[list[str], np.ndarray | None, 
 
 
 def _row_hashes(x: np.ndarray) -> set[bytes]:
-    flat = np.ascontiguousarray(x.reshape(len(x), -1))
-    return {hashlib.blake2b(row.tobytes(), digest_size=12).digest() for row in flat}
+    """Hashes of each row's values, independent of how they are stored.
+
+    Rows are compared as float64 values with -0.0 folded onto 0.0, so the same sample stored as
+    uint8 in one set and float32 in another (or as -0.0 and 0.0) is caught as shared.
+    """
+    flat = x.reshape(len(x), -1)
+    canon = np.ascontiguousarray(flat.astype(np.float64) + 0.0)  # + 0.0 turns -0.0 into 0.0
+    return {hashlib.blake2b(row.tobytes(), digest_size=12).digest() for row in canon}
 
 
 class AuditData:
@@ -141,12 +148,21 @@ class AuditData:
             elif max_label >= n_classes:
                 problems.append(f"labels go up to {max_label} but n_classes={n_classes}; expected labels in 0..{n_classes - 1}")
         if not problems and check_disjoint:
-            overlap = _row_hashes(arrays["members"][0]) & _row_hashes(arrays["non_members"][0])
+            hashes = {name: _row_hashes(a[0]) for name, a in arrays.items()}
+            overlap = hashes["members"] & hashes["non_members"]
             if overlap:
                 problems.append(
                     f"{len(overlap)} feature rows appear in both members and non-members; membership is undefined "
                     "for them. Deduplicate the data, or pass check_disjoint=False to audit anyway"
                 )
+            for other in ("members", "non_members"):
+                shared = hashes.get("population", set()) & hashes[other]
+                if shared:
+                    problems.append(
+                        f"{len(shared)} feature rows appear in both the population and the {other.replace('_', '-')}; "
+                        "reference models would treat them as both seen and unseen. Remove them from the population, "
+                        "or pass check_disjoint=False to audit anyway"
+                    )
         if problems:
             raise InvalidDataError("invalid audit data: " + "; ".join(problems) + ".")
         self.members = Split(*arrays["members"])
@@ -184,31 +200,123 @@ class AuditData:
 # --------------------------------------------------------------------------- loaders
 _NPZ_KEYS = ("x_members", "y_members", "x_non_members", "y_non_members")
 
+#: Default cap on the decompressed size of the arrays one .npz may hold (1 GiB); raise it with
+#: ``max_bytes=`` or the environment variable ``AUDIT_SDK_MAX_DATA_BYTES`` (e.g. ``8e9``).
+DEFAULT_MAX_DATA_BYTES = 1 << 30
 
-def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: bool = True) -> AuditData:
-    """Load AuditData from an ``.npz`` with keys ``x_members``, ``y_members``, ``x_non_members``,
-    ``y_non_members`` and optionally ``x_population``, ``y_population``.
 
-    Never unpickles (``allow_pickle=False``): an untrusted file cannot run code.
+def max_data_bytes(max_bytes: int | float | None = None) -> int:
+    """The cap on a data file's decompressed size: ``max_bytes``, else ``AUDIT_SDK_MAX_DATA_BYTES``, else 1 GiB."""
+    import os
+
+    if max_bytes is not None:
+        return int(max_bytes)
+    raw = os.environ.get("AUDIT_SDK_MAX_DATA_BYTES", "").strip()
+    if not raw:
+        return DEFAULT_MAX_DATA_BYTES
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidDataError(f"AUDIT_SDK_MAX_DATA_BYTES={raw!r} is not a number of bytes (e.g. 8e9).") from None
+    if not value > 0:
+        raise InvalidDataError(f"AUDIT_SDK_MAX_DATA_BYTES must be > 0; got {raw!r}.")
+    return int(value)
+
+
+def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """Shape, dtype and header length of the .npy stream ``fh`` (read from its start)."""
+    from numpy.lib import format as npf
+
+    version = npf.read_magic(fh)
+    if version == (1, 0):
+        shape, _fortran, dtype = npf.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _fortran, dtype = npf.read_array_header_2_0(fh)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    return tuple(int(s) for s in shape), np.dtype(dtype), int(fh.tell())
+
+
+def read_npz(path: str | Path, *, max_bytes: int | float | None = None) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` safely: no pickle, sizes checked before anything is allocated.
+
+    Each member's header is read first: object arrays are refused (they would need pickle), a
+    member whose stored size disagrees with its header is reported as truncated or corrupt, and
+    the arrays' total decompressed size must stay under ``max_bytes`` (see ``max_data_bytes``),
+    so a small file that decompresses to gigabytes is refused before it is expanded.
+
+    Raises:
+        InvalidDataError: naming the file and the member at fault.
     """
     p = Path(path)
     if not p.is_file():
         raise InvalidDataError(f"data file {str(p)!r} does not exist; pass the path to an .npz file.")
-    if not zipfile.is_zipfile(p):
-        raise InvalidDataError(f"{p}: is not a readable .npz file (not a zip archive); write it with numpy.savez.")
+    cap = max_data_bytes(max_bytes)
     try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except ValueError as exc:
-        raise InvalidDataError(f"{p}: contains object arrays, which are refused (no pickle loading); save plain numeric arrays.") from exc
-    except Exception as exc:
-        raise InvalidDataError(f"{p}: is not a readable .npz file ({exc}).") from exc
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InvalidDataError(f"{p}: is not a readable .npz file (not a zip archive: {exc}); write it with numpy.savez.") from None
+    arrays: dict[str, np.ndarray] = {}
+    with zf:
+        plan: list[tuple[zipfile.ZipInfo, str]] = []
+        total = 0
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            try:
+                with zf.open(info) as fh:
+                    shape, dtype, header = _npy_header(fh)
+            except Exception as exc:  # noqa: BLE001 - any failure here means a damaged member
+                raise InvalidDataError(
+                    f"{p}: member {key!r} is not a readable .npy array ({type(exc).__name__}: {exc}); the file is corrupt."
+                ) from None
+            if dtype.hasobject:
+                raise InvalidDataError(
+                    f"{p}: member {key!r} holds object arrays, which are refused (no pickle loading); save plain numeric arrays."
+                )
+            nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize if shape else dtype.itemsize
+            if header + nbytes != info.file_size:
+                raise InvalidDataError(
+                    f"{p}: member {key!r} is truncated or corrupt: its header promises {nbytes} bytes of data "
+                    f"(shape {shape}, {dtype}) but it holds {max(info.file_size - header, 0)}."
+                )
+            total += nbytes
+            plan.append((info, key))
+        if total > cap:
+            raise InvalidDataError(
+                f"{p}: its arrays decompress to {total / 2**20:.1f} MiB, over the {cap / 2**20:.0f} MiB cap on data files "
+                "(a guard against decompression bombs). If the data is genuine, raise the cap: "
+                "AUDIT_SDK_MAX_DATA_BYTES=<bytes> (or max_bytes= in Python)."
+            )
+        for info, key in plan:
+            try:
+                with zf.open(info) as fh:
+                    arrays[key] = np.lib.format.read_array(fh, allow_pickle=False)
+            except Exception as exc:  # noqa: BLE001 - CRC errors, short reads: the member is damaged
+                raise InvalidDataError(f"{p}: member {key!r} is truncated or corrupt ({type(exc).__name__}: {exc}).") from None
+    return arrays
+
+
+def load_npz(
+    path: str | Path, *, n_classes: int | None = None, check_disjoint: bool = True, max_bytes: int | float | None = None
+) -> AuditData:
+    """Load AuditData from an ``.npz`` with keys ``x_members``, ``y_members``, ``x_non_members``,
+    ``y_non_members`` and optionally ``x_population``, ``y_population``.
+
+    Never unpickles: an untrusted file cannot run code. Sizes are checked before loading (see
+    ``read_npz``; ``max_bytes`` raises the cap).
+    """
+    p = Path(path)
+    arrays = read_npz(p, max_bytes=max_bytes)
     missing = [k for k in _NPZ_KEYS if k not in arrays]
+    if ("x_population" in arrays) != ("y_population" in arrays):  # half a population is a mistake, not "no population"
+        missing.append("y_population" if "x_population" in arrays else "x_population")
     if missing:
         raise InvalidDataError(
-            f"{p}: missing keys {missing}; found {sorted(arrays)}. Expected {list(_NPZ_KEYS)} (+ x_population, y_population)."
+            f"{p}: missing keys {missing}; found {sorted(arrays)}. Expected {list(_NPZ_KEYS)} (+ x_population and y_population, together)."
         )
-    pop = (arrays["x_population"], arrays["y_population"]) if "x_population" in arrays and "y_population" in arrays else None
+    pop = (arrays["x_population"], arrays["y_population"]) if "x_population" in arrays else None
     return AuditData(
         (arrays["x_members"], arrays["y_members"]),
         (arrays["x_non_members"], arrays["y_non_members"]),

@@ -71,8 +71,10 @@ def _strict_from_env() -> bool:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+    text = " ".join(str(exc).split())[:300].rstrip(".")
+    if isinstance(exc, PluginError):  # our own message already says what is wrong
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @dataclass
@@ -122,7 +124,7 @@ class AuditPluginManager(pluggy.PluginManager):
             PluginError: in strict mode, naming the plugin, its distribution and the error.
         """
         dist, version = self.distributions.get(plugin_name, (plugin_name, ""))
-        error = exc if isinstance(exc, str) else _one_line(exc)
+        error = (exc if isinstance(exc, str) else _one_line(exc)).removeprefix(f"{plugin_name} ({dist}): ")
         what = "failed to import" if stage == "import" else f"failed in {stage}"
         where = f"plugin {plugin_name!r} ({dist}{' ' + version if version else ''})"
         if self.strict:
@@ -137,7 +139,8 @@ class AuditPluginManager(pluggy.PluginManager):
         if (plugin_name, stage) in self._reported:
             return
         self._reported.add((plugin_name, stage))
-        outcome = "skipped" if disable else "its hook was skipped, the run goes on"
+        whole = disable or stage in ("import", "hooks") or stage.startswith("register")
+        outcome = "plugin skipped" if whole else f"its {stage} hook is skipped, the run goes on"
         warnings.warn(
             f"{where} {what}: {error}; {outcome}. Silence it with AUDIT_SDK_DISABLE_PLUGINS={plugin_name}, "
             "or make it fatal with --strict-plugins (AUDIT_SDK_STRICT_PLUGINS=1).",
@@ -220,9 +223,7 @@ def get_plugin_manager(*, third_party: bool | None = None, strict: bool | None =
             pm.plugin_fault(ep.name, "hooks", exc, disable=True)
             continue
         if unknown:
-            pm.plugin_fault(
-                ep.name, "hooks", f"implements {', '.join(unknown)}, which audit-sdk does not define", disable=True
-            )
+            pm.plugin_fault(ep.name, "hooks", f"implements {', '.join(unknown)}, which audit-sdk does not define", disable=True)
             continue
         pm.isolate(ep.name)
     try:

@@ -117,10 +117,12 @@ def check_data_against_target(target: Target, data: AuditData) -> None:
         y = np.asarray(split.y)
         if k and len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
             bad = int(((y < 0) | (y >= k)).sum())
-            problems.append(f"{name}: {bad} labels outside the model's {k} classes 0..{k - 1} (they span {int(y.min())}..{int(y.max())})")
+            problems.append(f"{name} has {bad} label(s) outside 0..{k - 1} (they span {int(y.min())}..{int(y.max())})")
     if problems:
         raise InvalidDataError(
-            "audit data does not fit the model: " + "; ".join(problems) + ". Remap the labels, or check you loaded the right model."
+            f"labels do not fit the model: the model predicts {k} classes but "
+            + "; ".join(problems)
+            + ". Remap the labels, or check you loaded the right model."
         )
     target.check_input(data.members.x[:1])
 
@@ -542,7 +544,9 @@ def _sections(reg: Registry, report: AuditReport) -> list[dict[str, Any]]:
             out.extend(sections)  # type: ignore[arg-type]
             continue
         isolated = getattr(pm, "is_isolated", lambda _n: False)(impl.plugin_name)
-        msg = f"report_sections of {impl.plugin_name!r} returned {type(sections).__name__}; expected a list of {{'title': str, 'html': str}}"
+        msg = (
+            f"report_sections of {impl.plugin_name!r} returned {type(sections).__name__}; expected a list of {{'title': str, 'html': str}}"
+        )
         if not isolated:
             raise InvalidParameterError(msg + ".")
         pm.plugin_fault(impl.plugin_name, "report_sections", msg)  # type: ignore[attr-defined]

@@ -40,11 +40,11 @@ def parse_params(pairs: list[str] | None) -> dict[str, dict[str, Any]]:
 class Problems:
     """Collect what is wrong with the command line and its inputs, then report it all at once.
 
-        problems = Problems()
-        with problems.check():
-            data = load_npz(args.data)
-        problems.out_dir(args.out)
-        problems.raise_if_any()  # one InvalidParameterError naming every problem
+    problems = Problems()
+    with problems.check():
+        data = load_npz(args.data)
+    problems.out_dir(args.out)
+    problems.raise_if_any()  # one InvalidParameterError naming every problem
     """
 
     def __init__(self) -> None:
