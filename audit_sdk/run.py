@@ -479,7 +479,10 @@ def run_audit(
             except Exception as exc:
                 from .executor import RunCancelled
 
-                if on_attack_error == "raise" or isinstance(exc, RunCancelled):
+                from .errors import PluginError
+
+                # cancellation and strict-mode plugin faults end the run; anything else is this attack's failure
+                if on_attack_error == "raise" or isinstance(exc, (RunCancelled, PluginError)):
                     raise
                 failures.append(_failure(att, exc))
                 order.append("failed")

@@ -70,6 +70,8 @@ def _cli_warnings() -> Iterator[None]:
                 original(message, category, filename, lineno, file, line)
 
         warnings.showwarning = show
+        # the command line shows audit-sdk's warnings (once each), whatever filters the host set
+        warnings.filterwarnings("default", category=AuditSDKWarning)
         yield
 
 

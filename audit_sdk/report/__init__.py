@@ -212,7 +212,7 @@ def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list
         + [c for c in cols if c not in first and c != "seconds"]
         + (["seconds"] if "seconds" in cols else [])
     )
-    if len(reports) == 1:
+    if len(reports) == 1 and "model" in cols:  # absent when every attack failed
         cols.remove("model")
     return cols, [[_fmt(r.get(c)) for c in cols] for r in rows]
 
