@@ -89,9 +89,7 @@ def run_attack(attack: Attack, target: Target, data: AuditData, *, rng: RNGLike 
     """Run one attack after checking access and data against the target; time it; fire the hook."""
     ctx = context or RunContext(registry=get_registry())
     check_access(target, attack.access, attack_name=attack.name, alternatives=_alternatives(ctx.registry, target))
-    if target.n_classes and data.n_classes > target.n_classes:
-        target.check_labels(np.r_[data.members.y, data.non_members.y])
-    target.check_input(data.members.x[:1])
+    check_data_against_target(target, data)
     t0 = time.perf_counter()
     result = attack.run(target, data, rng=rng, context=ctx)
     result.seconds = time.perf_counter() - t0
@@ -477,9 +475,8 @@ def run_audit(
                 res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
                 _ = res.metrics  # metrics of a malformed result fail here, charged to the attack
             except Exception as exc:
-                from .executor import RunCancelled
-
                 from .errors import PluginError
+                from .executor import RunCancelled
 
                 # cancellation and strict-mode plugin faults end the run; anything else is this attack's failure
                 if on_attack_error == "raise" or isinstance(exc, (RunCancelled, PluginError)):

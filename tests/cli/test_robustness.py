@@ -250,3 +250,23 @@ def test_train_bad_input_before_training(case, args, words, tiny_digits, tmp_pat
     line = _one_line(capsys, main(base + args))
     assert words in line, line
     assert not (tmp_path / "out" / "model.onnx").exists()
+
+
+def test_a_damaged_cached_reference_model_is_retrained(tiny_onnx, tiny_digits, tmp_path, capsys):
+    x, y = tiny_digits
+    data = _npz(tmp_path / "d.npz", **_sets(x, y))
+    argv = ["audit", str(tiny_onnx), "--data", str(data), "--attacks", "mia.lira", "--param", "mia.lira.n_references=2"]
+    argv += ["--param", "mia.lira.reference_epochs=1", "--out", str(tmp_path / "o"), "-q", "--no-html"]
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "o" / "report.json").read_text())["attacks"][0]
+    models = sorted((tmp_path / "o" / "cache" / "mia-reference").glob("*.pt"))
+    assert len(models) == 2
+    models[0].write_bytes(b"")  # empty, as a full disk or a foreign tool might leave it
+    models[1].write_bytes(models[1].read_bytes()[:100])  # truncated
+    code = main(argv)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    again = json.loads((tmp_path / "o" / "report.json").read_text())["attacks"][0]
+    assert again["metrics"] == first["metrics"]  # retrained with the same seeds: the same numbers
+    notes = json.dumps(again["extra"])
+    assert notes.count("could not be loaded") == 2 and "retrained" in notes
