@@ -250,7 +250,8 @@ def read_npz(path: str | Path, *, max_bytes: int | float | None = None) -> dict[
     """
     p = Path(path)
     if not p.is_file():
-        raise InvalidDataError(f"data file {str(p)!r} does not exist; pass the path to an .npz file.")
+        what = "is a folder, not a file" if p.is_dir() else "does not exist"
+        raise InvalidDataError(f"data file {str(p)!r} {what}; pass the path to an .npz file.")
     cap = max_data_bytes(max_bytes)
     try:
         zf = zipfile.ZipFile(p)

@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
             x, y, x_val, y_val = _digits_split(args.seed)
     problems.out_dir(args.out)
     problems.raise_if_any()
+    assert x is not None and y is not None
     defense = None if args.defense in ("none", "") else args.defense
     extra = parse_params(args.param)
     options: dict[str, Any] = {}
