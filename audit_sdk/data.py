@@ -91,8 +91,12 @@ def _row_hashes(x: np.ndarray) -> set[bytes]:
     uint8 in one set and float32 in another (or as -0.0 and 0.0) is caught as shared.
     """
     flat = x.reshape(len(x), -1)
-    canon = np.ascontiguousarray(flat.astype(np.float64) + 0.0)  # + 0.0 turns -0.0 into 0.0
-    return {hashlib.blake2b(row.tobytes(), digest_size=12).digest() for row in canon}
+    out: set[bytes] = set()
+    step = max(1, (1 << 24) // max(1, flat.shape[1] * 8))  # ~16 MiB of float64 at a time, whatever the data size
+    for start in range(0, len(flat), step):
+        canon = np.ascontiguousarray(flat[start : start + step].astype(np.float64) + 0.0)  # + 0.0 turns -0.0 into 0.0
+        out.update(hashlib.blake2b(row.tobytes(), digest_size=12).digest() for row in canon)
+    return out
 
 
 class AuditData:
