@@ -66,6 +66,8 @@ def load_target(model: Any, *, registry: Registry | None = None, **options: Any)
         return model
     reg = registry or get_registry()
     target = reg.pm.hook.make_target(model=model, options=dict(options))
+    if target is not None and not isinstance(target, Target):
+        target = _make_target_checked(reg, model, dict(options))
     if target is None:
         raise InvalidModelError(
             f"no adapter can load a {type(model).__name__} ({str(model)[:80]!r}). Supported: a path to an .onnx file, "
@@ -73,6 +75,23 @@ def load_target(model: Any, *, registry: Registry | None = None, **options: Any)
             "the make_target hook."
         )
     return target
+
+
+def _make_target_checked(reg: Registry, model: Any, options: dict[str, Any]) -> Target | None:
+    """Ask each make_target implementation in turn; one that answers with something not a Target is at fault."""
+    pm = reg.pm
+    kwargs = {"model": model, "options": options}
+    for impl in reversed(pm.hook.make_target.get_hookimpls()):  # pluggy's call order
+        answer = impl.function(*[kwargs[a] for a in impl.argnames])
+        if answer is None or isinstance(answer, Target):
+            if answer is not None:
+                return answer
+            continue
+        msg = f"make_target returned a {type(answer).__name__}, not a Target (or None)"
+        if not getattr(pm, "is_isolated", lambda _n: False)(impl.plugin_name):
+            raise InvalidModelError(f"plugin {impl.plugin_name!r}: {msg}.")
+        pm.plugin_fault(impl.plugin_name, "make_target", msg)  # type: ignore[attr-defined]
+    return None
 
 
 def _alternatives(reg: Registry, target: Target) -> list[str]:

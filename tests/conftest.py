@@ -143,6 +143,8 @@ def register_accountants():
 @hookimpl(tryfirst=True)
 def make_target(model, options):
     _broken("make_target")
+    if os.environ.get("BROKEN_HOOK") == "make_target_value":
+        return "not a target"
 
 
 @hookimpl
@@ -172,6 +174,7 @@ BROKEN_HOOKS = (
     "register_invalid",
     "register_duplicate",
     "make_target",
+    "make_target_value",
     "on_attack_finished",
     "on_train_step",
     "report_sections",

@@ -56,7 +56,7 @@ def test_epsilon_and_plugins_survive_a_plugin_broken_in_any_hook(hook, broken_pl
         assert "mia.test-raises" in names and not broken
 
 
-@pytest.mark.parametrize("hook", ["make_target", "on_attack_finished", "report_sections", "report_sections_value"])
+@pytest.mark.parametrize("hook", ["make_target", "make_target_value", "on_attack_finished", "report_sections", "report_sections_value"])
 def test_an_audit_survives_a_plugin_broken_in_a_hook_it_calls(hook, broken_plugin, tiny_onnx, npz, tmp_path, capsys):
     broken_plugin(hook)
     code = main(["audit", str(tiny_onnx), "--data", str(npz), "--attacks", "mia.loss-threshold", "--out", str(tmp_path), "-q", "--no-html"])
