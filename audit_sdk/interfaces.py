@@ -222,6 +222,14 @@ class Attack(Component):
     #: What the result carries: ``membership`` scores or ``reconstruction`` images.
     result_kind: ClassVar[str] = "membership"
 
+    def check(self, target: Target, data: AuditData) -> list[str]:
+        """Problems that would stop this attack on ``target`` and ``data``, found without running it.
+
+        The pipeline calls it for every attack before any attack runs, and reports every problem
+        at once (e.g. "needs population data"). Cheap checks only; the default finds none.
+        """
+        return []
+
     @abstractmethod
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: RunContext | None = None) -> AttackResult:
         """Attack ``target`` on ``data`` and return the per-sample result.

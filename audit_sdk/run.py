@@ -470,6 +470,14 @@ def run_audit(
     for att in attack_objs:
         check_access(tgt, att.access, attack_name=att.name, alternatives=_alternatives(reg, tgt))
     check_data_against_target(tgt, data)
+    problems = []
+    for att in attack_objs:
+        try:
+            problems += [f"{att.name}: {p}" if not p.startswith(att.name) else p for p in att.check(tgt, data)]
+        except AuditSDKError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InvalidDataError("; ".join(" ".join(p.split()).rstrip(".") for p in problems) + ".")
     own_executor = None
     if context is not None:
         ctx = context
@@ -529,7 +537,7 @@ def run_audit(
         notes=_data_notes(data),
         order=order,
     )
-    for note in report.notes:
+    for note in report.notes if results else []:  # notes on metrics only matter where there are metrics
         warnings.warn(note, AuditSDKWarning, stacklevel=2)
     report.sections.extend(_sections(reg, report))
     return report

@@ -291,6 +291,20 @@ def online_masks(n_pool: int, n_models: int, seed: int) -> np.ndarray:
     return u.argsort(axis=0) < n_models // 2
 
 
+def reference_problems(params: ReferenceParams, data: AuditData, *, kind: str, attack_name: str) -> list[str]:
+    """What would stop ``get_reference_set`` (checked before any attack runs, see ``Attack.check``)."""
+    out = []
+    if data.population is None or len(data.population) < 4:
+        out.append(
+            f"{attack_name} trains reference models on population data, but the AuditData has "
+            f"{0 if data.population is None else len(data.population)} population samples. Pass population=(x, y): "
+            "data from the same distribution as the training set, disjoint from members and non-members."
+        )
+    if kind == "online" and params.n_references < 2:
+        out.append(f"{attack_name}: online mode needs n_references >= 2 (half IN, half OUT); got {params.n_references}.")
+    return out
+
+
 def get_reference_set(
     params: ReferenceParams,
     target: Target,
@@ -309,14 +323,10 @@ def get_reference_set(
     Raises:
         InvalidDataError: no population data (reference models are trained on it).
     """
-    if data.population is None or len(data.population) < 4:
-        raise InvalidDataError(
-            f"{attack_name} trains reference models on population data, but the AuditData has "
-            f"{0 if data.population is None else len(data.population)} population samples. Pass population=(x, y): "
-            "data from the same distribution as the training set, disjoint from members and non-members."
-        )
-    if kind == "online" and params.n_references < 2:
-        raise InvalidParameterError(f"{attack_name}: online mode needs n_references >= 2 (half IN, half OUT); got {params.n_references}.")
+    problems = reference_problems(params, data, kind=kind, attack_name=attack_name)
+    if problems:
+        raise (InvalidParameterError if "online mode" in problems[0] else InvalidDataError)(problems[0])
+    assert data.population is not None  # reference_problems refuses data without one
     arch = _resolve_arch(params, target, data, context)
     pop = data.population
     if kind == "offline":

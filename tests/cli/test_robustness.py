@@ -270,3 +270,16 @@ def test_a_damaged_cached_reference_model_is_retrained(tiny_onnx, tiny_digits, t
     assert again["metrics"] == first["metrics"]  # retrained with the same seeds: the same numbers
     notes = json.dumps(again["extra"])
     assert notes.count("could not be loaded") == 2 and "retrained" in notes
+
+
+@pytest.mark.parametrize("population", [0, 1])
+def test_attack_requirements_are_checked_before_any_attack_runs(population, tiny_onnx, tiny_digits, tmp_path, capsys):
+    x, y = tiny_digits
+    arrays = {k: v for k, v in _sets(x, y).items() if "population" not in k}
+    if population:
+        arrays |= {"x_population": x[600:601], "y_population": y[600:601]}
+    data = _npz(tmp_path / "d.npz", **arrays)
+    argv = ["audit", str(tiny_onnx), "--data", str(data), "--attacks", "mia.loss-threshold,mia.lira,mia.rmia", "--out", str(tmp_path / "o")]
+    line = _one_line(capsys, main(argv))
+    assert "mia.lira trains reference models on population data" in line and "mia.rmia" in line
+    assert not (tmp_path / "o" / "report.json").exists()
