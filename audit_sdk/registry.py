@@ -380,7 +380,7 @@ def get_registry(pm: pluggy.PluginManager | None = None, *, strict: bool | None 
             try:
                 classes = _collect(pm, impl, hook_name, base, package)
             except Exception as exc:  # noqa: BLE001 - a third-party plugin's fault is isolated
-                pm.plugin_fault(impl.plugin_name, hook_name, exc)  # type: ignore[attr-defined]
+                pm.plugin_fault(impl.plugin_name, hook_name, exc, disable=True)  # type: ignore[attr-defined]
                 failed.add(impl.plugin_name)
                 continue
             collected.append((kind, base, impl, package, version, classes))
@@ -402,7 +402,7 @@ def get_registry(pm: pluggy.PluginManager | None = None, *, strict: bool | None 
                 )
                 if not isolated(impl.plugin_name):
                     raise err
-                pm.plugin_fault(impl.plugin_name, f"register ({kind} {name!r})", err)  # type: ignore[attr-defined]
+                pm.plugin_fault(impl.plugin_name, f"register ({kind} {name!r})", err, disable=True)  # type: ignore[attr-defined]
                 failed.add(impl.plugin_name)
                 continue
             table[name] = ComponentInfo(cls=cls, kind=kind, plugin=impl.plugin_name, package=package, version=version)

@@ -140,3 +140,13 @@ def test_broken_pipe_is_not_an_internal_error(broken_plugin_site):
     assert "internal error" not in out.stderr and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
     assert len(_warning_lines(out.stderr)) == 1 and "audit-sdk-broken" in out.stderr
     assert np.isfinite(1.0)
+
+
+@pytest.mark.parametrize("hook", ["register_attacks", "register_class", "register_invalid", "register_duplicate"])
+def test_a_plugin_broken_while_registering_is_skipped_whole(hook, broken_plugin):
+    broken_plugin(hook)
+    with pytest.warns(PluginWarning, match="audit-sdk-broken.*plugin skipped"):
+        reg = audit_sdk.get_registry()
+    assert reg.pm.get_plugin("broken") is None  # none of its other hooks will run
+    assert reg.get("attack", "mia.loss-threshold").__module__.startswith("audit_sdk.plugins")  # the built-in kept its name
+    assert "mia.test-raises" not in reg.names("attack")
