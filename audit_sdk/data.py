@@ -77,7 +77,7 @@ def _problems(name: str, x: Any, y: Any) -> tuple[list[str], np.ndarray | None, 
     if xa.ndim >= 1 and len(xa) == 0:
         probs.append(f"{name}: is empty; expected at least one sample")
     if xa.dtype.kind == "f" and xa.size and not np.isfinite(xa).all():
-        bad = int((~np.isfinite(xa.reshape(len(xa), -1))).any(axis=1).sum())
+        bad = int((~np.isfinite(xa.reshape(len(xa), -1))).any(axis=1).sum()) if xa.ndim >= 1 else 1
         probs.append(f"{name}: {bad} rows contain NaN or inf; drop or impute them")
     if ya.dtype.kind in "iu" and ya.size and ya.min() < 0:
         probs.append(f"{name}: labels contain negative values ({int(ya.min())}); expected 0..K-1")
