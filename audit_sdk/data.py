@@ -66,7 +66,7 @@ def _problems(name: str, x: Any, y: Any) -> tuple[list[str], np.ndarray | None, 
     if ya.ndim != 1:
         probs.append(f"{name}: labels have shape {ya.shape}; expected 1-D (n_samples,)")
     elif ya.dtype.kind == "f":
-        if np.all(np.isfinite(ya)) and np.all(ya == np.round(ya)):
+        if np.all(np.isfinite(ya)) and np.all(ya == np.round(ya)) and (ya.size == 0 or float(np.abs(ya).max()) < 2**53):
             ya = ya.astype(np.int64)
         else:
             probs.append(f"{name}: labels are non-integer floats; expected class indices 0..K-1")

@@ -18,7 +18,7 @@ from audit_sdk.errors import InvalidDataError, InvalidParameterError
 
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
-dtypes = st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_, np.int8, np.float16])
+dtypes = st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_, np.int8, np.float16, np.uint64, np.complex64, "U2"])
 arrays = hnp.arrays(dtypes, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))
 
 
