@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import audit_sdk
@@ -49,7 +48,9 @@ def test_epsilon_and_plugins_survive_a_plugin_broken_in_any_hook(hook, broken_pl
     assert "mia.loss-threshold" in names
     broken = {b["name"]: b for b in listing["broken"]}
     if hook.startswith(("import", "register")):
-        assert broken["broken"]["package"] == "audit-sdk-broken" and "boom" in broken["broken"]["error"] or hook.startswith("register_")
+        assert broken["broken"]["package"] == "audit-sdk-broken" and broken["broken"]["error"]
+        if hook in ("import", "register_attacks", "register_accountants"):
+            assert f"boom {'at' if hook == 'import' else 'in'} {hook}" in broken["broken"]["error"]
         assert "mia.test-raises" not in names  # a plugin broken while registering contributes nothing
         assert any(p["status"] == "broken" for p in listing["plugins"])
     else:
@@ -139,7 +140,6 @@ def test_broken_pipe_is_not_an_internal_error(broken_plugin_site):
     assert out.returncode == 0, out.stderr
     assert "internal error" not in out.stderr and "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr
     assert len(_warning_lines(out.stderr)) == 1 and "audit-sdk-broken" in out.stderr
-    assert np.isfinite(1.0)
 
 
 @pytest.mark.parametrize("hook", ["register_attacks", "register_class", "register_invalid", "register_duplicate"])
