@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidParameterError
+from .fileio import atomic_write
 
 __all__ = ["ResultCache", "decode_tree", "encode_tree"]
 
@@ -141,10 +139,14 @@ class ResultCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.namespace = namespace
         self.codec = codec
+        #: what the cache repaired (damaged entries deleted), for the run's notes
+        self.notes: list[str] = []
 
     def with_namespace(self, namespace: str) -> ResultCache:
         """The same directory and codec under another namespace."""
-        return ResultCache(self.directory, namespace=namespace, codec=self.codec)
+        other = ResultCache(self.directory, namespace=namespace, codec=self.codec)
+        other.notes = self.notes  # one list: repairs under any namespace reach the owner's notes
+        return other
 
     def path_for(self, key: str) -> Path:
         """The file that holds ``key`` (readable prefix + hash, so any key is a safe file name)."""
@@ -159,8 +161,9 @@ class ResultCache:
     def get(self, key: str) -> tuple[bool, Any]:
         """Return ``(True, value)`` for a stored key, else ``(False, None)``.
 
-        An unreadable or foreign entry (truncated file, another key's content) counts as a miss,
-        so the task simply runs again and overwrites it.
+        An unreadable entry (empty, truncated or damaged file, one that fails to decode) is
+        deleted and counts as a miss, so the task runs again and rewrites it; a note is added to
+        ``notes``. A foreign entry (another key's content) is a miss and is left alone.
         """
         path = self.path_for(key)
         if not path.is_file():
@@ -172,12 +175,17 @@ class ResultCache:
                 if meta.get("format") != _FORMAT or meta.get("key") != key or meta.get("namespace") != self.namespace:
                     return False, None
                 arrays = {k: f[k] for k in f.files if k != _META}
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+            value = decode_tree(meta["value"], arrays)
+            if self.codec is not None:
+                value = self.codec[1](value)
+        except Exception as exc:  # noqa: BLE001 - any damage means "recompute", never a failed run
+            self._heal(path, key, exc)
             return False, None
-        value = decode_tree(meta["value"], arrays)
-        if self.codec is not None:
-            value = self.codec[1](value)
         return True, value
+
+    def _heal(self, path: Path, key: str, exc: BaseException) -> None:
+        path.unlink(missing_ok=True)
+        self.notes.append(f"cache entry {key!r} ({path.name}) could not be loaded ({type(exc).__name__}: {exc}); deleted, recomputing it")
 
     def put(self, key: str, value: Any) -> Path:
         """Store ``value`` under ``key`` atomically; return the entry's path.
@@ -189,16 +197,8 @@ class ResultCache:
         skeleton, arrays = encode_tree(tree)
         meta = json.dumps({"format": _FORMAT, "key": key, "namespace": self.namespace, "value": skeleton})
         path = self.path_for(key)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=self.directory)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **{_META: np.array(meta)}, **arrays)  # type: ignore[arg-type]
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as fh:
+            np.savez(fh, **{_META: np.array(meta)}, **arrays)  # type: ignore[arg-type]
         return path
 
     def delete(self, key: str) -> None:

@@ -127,12 +127,10 @@ class Comparison:
         }
 
     def to_json(self, path: str | Path) -> Path:
+        from .fileio import write_text_atomic
         from .run import _json_default
 
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
-        return p
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=_json_default))
 
     def to_html(self, path: str | Path, *, title: str = "audit-sdk comparison") -> Path:
         from .report import render_html

@@ -16,13 +16,17 @@ JSON Schema):
 - ``compare``: a defense x attack grid for ``audit-sdk compare`` (architecture, training options,
   cells of defenses, sweeps).
 
-Loading never executes anything from the file (``yaml.safe_load``).
+Loading never executes anything from the file (YAML's safe loader) and is bounded: a config must
+be UTF-8 and under ``MAX_CONFIG_BYTES``, nest at most ``MAX_CONFIG_DEPTH`` levels, use at most
+``MAX_YAML_ALIASES`` aliases and expand to at most ``MAX_CONFIG_NODES`` values (a few hundred bytes
+of YAML aliases can otherwise stand for billions of values).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import reprlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -298,7 +302,7 @@ def _errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
             lines.append(f"{loc}: unknown option")
         else:
             msg = str(err.get("msg", "")).removeprefix("Value error, ")
-            lines.append(f"{loc}: {msg} (got {err.get('input')!r})" if err.get("type") != "missing" else f"{loc}: field required")
+            lines.append(f"{loc}: {msg} (got {_short(err.get('input'))})" if err.get("type") != "missing" else f"{loc}: field required")
     return lines
 
 
@@ -377,23 +381,112 @@ def parse_config(raw: Any, *, registry: Registry | None = None, source: str = "c
     return cfg
 
 
+#: Bounds on a config file (see the module docstring).
+MAX_CONFIG_BYTES = 4 << 20
+MAX_CONFIG_DEPTH = 64
+MAX_YAML_ALIASES = 256
+MAX_CONFIG_NODES = 200_000
+
+
+def _short(value: Any) -> str:
+    """A bounded repr for error messages (never the whole, possibly huge, input)."""
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlist, r.maxdict, r.maxlevel = 60, 60, 4, 4, 2
+    return r.repr(value)
+
+
+def _check_shape(value: Any, source: str) -> None:
+    """Refuse parsed content nested deeper than MAX_CONFIG_DEPTH or larger than MAX_CONFIG_NODES values.
+
+    Iterative, and counts shared sub-trees (YAML aliases) once per reference, as a consumer sees them.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_CONFIG_NODES:
+            raise InvalidParameterError(
+                f"{source}: the config expands to more than {MAX_CONFIG_NODES} values; an audit config is far smaller."
+            )
+        if isinstance(node, (dict, list)):
+            if depth > MAX_CONFIG_DEPTH:
+                raise InvalidParameterError(
+                    f"{source}: the config nests deeper than {MAX_CONFIG_DEPTH} levels; an audit config needs a handful."
+                )
+            children = list(node.values()) + list(node.keys()) if isinstance(node, dict) else node
+            stack.extend((c, depth + 1) for c in children)
+
+
+def _yaml_loader() -> Any:
+    import yaml
+
+    class BoundedLoader(yaml.SafeLoader):
+        """SafeLoader that stops at MAX_CONFIG_DEPTH nesting and MAX_YAML_ALIASES aliases while composing."""
+
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self._depth = 0
+            self._aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.events.AliasEvent):
+                self._aliases += 1
+                if self._aliases > MAX_YAML_ALIASES:
+                    raise yaml.YAMLError(f"more than {MAX_YAML_ALIASES} aliases (*ref); an audit config needs few, if any")
+            self._depth += 1
+            try:
+                if self._depth > MAX_CONFIG_DEPTH:
+                    raise yaml.YAMLError(f"nested deeper than {MAX_CONFIG_DEPTH} levels; an audit config needs a handful")
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return BoundedLoader
+
+
 def _read(path: Path) -> Any:
-    text = path.read_text()
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise InvalidParameterError(f"{path}: {size} bytes is too large for a config (at most {MAX_CONFIG_BYTES}).")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidParameterError(f"{path}: cannot read the config ({exc.strerror or exc}).") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameterError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {raw[exc.start : exc.start + 1]!r}); save the config as UTF-8."
+        ) from None
     if path.suffix.lower() == ".json":
         try:
-            return json.loads(text)
+            value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise InvalidParameterError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.") from None
+        except RecursionError:
+            raise InvalidParameterError(f"{path}: the config nests deeper than {MAX_CONFIG_DEPTH} levels.") from None
+        _check_shape(value, str(path))
+        return value
     try:
         import yaml
     except ImportError as exc:  # pragma: no cover - pyyaml is a default dependency
         raise BackendUnavailableError('reading YAML configs needs pyyaml: pip install "audit-sdk[report]"') from exc
     try:
-        return yaml.safe_load(text)
+        loader = _yaml_loader()(text)
+        try:
+            value = loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise InvalidParameterError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}.") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidParameterError(f"{path}: not valid YAML{where}: {' '.join(str(problem).split())[:200]}.") from None
+    except RecursionError:
+        raise InvalidParameterError(f"{path}: the config nests deeper than {MAX_CONFIG_DEPTH} levels.") from None
+    _check_shape(value, str(path))
+    return value
 
 
 def load_config(path: str | Path, *, registry: Registry | None = None) -> AuditConfig:

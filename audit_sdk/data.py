@@ -18,6 +18,7 @@ import numpy as np
 
 from ._rng import RNGLike, as_generator
 from .errors import BackendUnavailableError, InvalidDataError
+from .fileio import atomic_write
 
 __all__ = [
     "AuditData",
@@ -29,6 +30,7 @@ __all__ = [
     "load_npz",
     "make_audit_data",
     "pack_inputs",
+    "read_npz",
     "save_npz",
     "unpack_inputs",
 ]
@@ -115,7 +117,7 @@ def _problems(name: str, x: Any, y: Any) -> tuple[list[str], np.ndarray | None, 
     if ya.ndim != 1:
         probs.append(f"{name}: labels have shape {ya.shape}; expected 1-D (n_samples,)")
     elif ya.dtype.kind == "f":
-        if np.all(np.isfinite(ya)) and np.all(ya == np.round(ya)):
+        if np.all(np.isfinite(ya)) and np.all(ya == np.round(ya)) and (ya.size == 0 or float(np.abs(ya).max()) < 2**53):
             ya = ya.astype(np.int64)
         else:
             probs.append(f"{name}: labels are non-integer floats; expected class indices 0..K-1")
@@ -126,7 +128,7 @@ def _problems(name: str, x: Any, y: Any) -> tuple[list[str], np.ndarray | None, 
     if xa.ndim >= 1 and len(xa) == 0:
         probs.append(f"{name}: is empty; expected at least one sample")
     if not named and xa.dtype.kind == "f" and xa.size and not np.isfinite(xa).all():
-        bad = int((~np.isfinite(xa.reshape(len(xa), -1))).any(axis=1).sum())
+        bad = int((~np.isfinite(xa.reshape(len(xa), -1))).any(axis=1).sum()) if xa.ndim >= 1 else 1
         probs.append(f"{name}: {bad} rows contain NaN or inf; drop or impute them")
     if ya.dtype.kind in "iu" and ya.size and ya.min() < 0:
         probs.append(f"{name}: labels contain negative values ({int(ya.min())}); expected 0..K-1")
@@ -140,8 +142,25 @@ def _describe_dtype(dt: np.dtype) -> dict[str, str] | str:
 
 
 def _row_hashes(x: np.ndarray) -> set[bytes]:
-    flat = np.ascontiguousarray(x.reshape(len(x), -1))
-    return {hashlib.blake2b(row.tobytes(), digest_size=12).digest() for row in flat}
+    """Hashes of each row's values, independent of how they are stored.
+
+    Rows are compared as float64 values with -0.0 folded onto 0.0, so the same sample stored as
+    uint8 in one set and float32 in another (or as -0.0 and 0.0) is caught as shared. Named inputs
+    (records of several arrays) are compared on all their fields side by side.
+    """
+    if x.dtype.names:
+        fields = [np.asarray(x[k]).reshape(len(x), -1) for k in x.dtype.names]
+        width = sum(f.shape[1] for f in fields)
+    else:
+        fields = [x.reshape(len(x), -1)]
+        width = fields[0].shape[1]
+    out: set[bytes] = set()
+    step = max(1, (1 << 24) // max(1, width * 8))  # ~16 MiB of float64 at a time, whatever the data size
+    for start in range(0, len(x), step):
+        block = np.concatenate([f[start : start + step].astype(np.float64) for f in fields], axis=1)
+        canon = np.ascontiguousarray(block + 0.0)  # + 0.0 turns -0.0 into 0.0
+        out.update(hashlib.blake2b(row.tobytes(), digest_size=12).digest() for row in canon)
+    return out
 
 
 class AuditData:
@@ -208,12 +227,21 @@ class AuditData:
             elif max_label >= n_classes:
                 problems.append(f"labels go up to {max_label} but n_classes={n_classes}; expected labels in 0..{n_classes - 1}")
         if not problems and check_disjoint:
-            overlap = _row_hashes(arrays["members"][0]) & _row_hashes(arrays["non_members"][0])
+            hashes = {name: _row_hashes(a[0]) for name, a in arrays.items()}
+            overlap = hashes["members"] & hashes["non_members"]
             if overlap:
                 problems.append(
                     f"{len(overlap)} feature rows appear in both members and non-members; membership is undefined "
                     "for them. Deduplicate the data, or pass check_disjoint=False to audit anyway"
                 )
+            for other in ("members", "non_members"):
+                shared = hashes.get("population", set()) & hashes[other]
+                if shared:
+                    problems.append(
+                        f"{len(shared)} feature rows appear in both the population and the {other.replace('_', '-')}; "
+                        "reference models would treat them as both seen and unseen. Remove them from the population, "
+                        "or pass check_disjoint=False to audit anyway"
+                    )
         if problems:
             raise InvalidDataError("invalid audit data: " + "; ".join(problems) + ".")
         self.members = Split(*arrays["members"])
@@ -258,6 +286,104 @@ class AuditData:
 # --------------------------------------------------------------------------- loaders
 _NPZ_KEYS = ("x_members", "y_members", "x_non_members", "y_non_members")
 
+#: Default cap on the decompressed size of the arrays one .npz may hold (1 GiB); raise it with
+#: ``max_bytes=`` or the environment variable ``AUDIT_SDK_MAX_DATA_BYTES`` (e.g. ``8e9``).
+DEFAULT_MAX_DATA_BYTES = 1 << 30
+
+
+def max_data_bytes(max_bytes: int | float | None = None) -> int:
+    """The cap on a data file's decompressed size: ``max_bytes``, else ``AUDIT_SDK_MAX_DATA_BYTES``, else 1 GiB."""
+    import os
+
+    if max_bytes is not None:
+        return int(max_bytes)
+    raw = os.environ.get("AUDIT_SDK_MAX_DATA_BYTES", "").strip()
+    if not raw:
+        return DEFAULT_MAX_DATA_BYTES
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidDataError(f"AUDIT_SDK_MAX_DATA_BYTES={raw!r} is not a number of bytes (e.g. 8e9).") from None
+    if not value > 0:
+        raise InvalidDataError(f"AUDIT_SDK_MAX_DATA_BYTES must be > 0; got {raw!r}.")
+    return int(value)
+
+
+def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """Shape, dtype and header length of the .npy stream ``fh`` (read from its start)."""
+    from numpy.lib import format as npf
+
+    version = npf.read_magic(fh)
+    if version == (1, 0):
+        shape, _fortran, dtype = npf.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _fortran, dtype = npf.read_array_header_2_0(fh)
+    else:
+        raise ValueError(f"unsupported .npy version {version}")
+    return tuple(int(s) for s in shape), np.dtype(dtype), int(fh.tell())
+
+
+def read_npz(path: str | Path, *, max_bytes: int | float | None = None) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` safely: no pickle, sizes checked before anything is allocated.
+
+    Each member's header is read first: object arrays are refused (they would need pickle), a
+    member whose stored size disagrees with its header is reported as truncated or corrupt, and
+    the arrays' total decompressed size must stay under ``max_bytes`` (see ``max_data_bytes``),
+    so a small file that decompresses to gigabytes is refused before it is expanded.
+
+    Raises:
+        InvalidDataError: naming the file and the member at fault.
+    """
+    p = Path(path)
+    if not p.is_file():
+        what = "is a folder, not a file" if p.is_dir() else "does not exist"
+        raise InvalidDataError(f"data file {str(p)!r} {what}; pass the path to an .npz file.")
+    cap = max_data_bytes(max_bytes)
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise InvalidDataError(f"{p}: is not a readable .npz file (not a zip archive: {exc}); write it with numpy.savez.") from None
+    arrays: dict[str, np.ndarray] = {}
+    with zf:
+        plan: list[tuple[zipfile.ZipInfo, str]] = []
+        total = 0
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            try:
+                with zf.open(info) as fh:
+                    shape, dtype, header = _npy_header(fh)
+            except Exception as exc:  # noqa: BLE001 - any failure here means a damaged member
+                raise InvalidDataError(
+                    f"{p}: member {key!r} is not a readable .npy array ({type(exc).__name__}: {exc}); the file is corrupt."
+                ) from None
+            if dtype.hasobject:
+                raise InvalidDataError(
+                    f"{p}: member {key!r} holds object arrays, which are refused (no pickle loading); save plain numeric arrays."
+                )
+            nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize if shape else dtype.itemsize
+            if header + nbytes != info.file_size:
+                raise InvalidDataError(
+                    f"{p}: member {key!r} is truncated or corrupt: its header promises {nbytes} bytes of data "
+                    f"(shape {shape}, {dtype}) but it holds {max(info.file_size - header, 0)}."
+                )
+            total += nbytes
+            plan.append((info, key))
+        if total > cap:
+            raise InvalidDataError(
+                f"{p}: its arrays decompress to {total / 2**20:.1f} MiB, over the {cap / 2**20:.0f} MiB cap on data files "
+                "(a guard against decompression bombs). If the data is genuine, raise the cap: "
+                "AUDIT_SDK_MAX_DATA_BYTES=<bytes> (or max_bytes= in Python)."
+            )
+        for info, key in plan:
+            try:
+                with zf.open(info) as fh:
+                    arrays[key] = np.lib.format.read_array(fh, allow_pickle=False)
+            except Exception as exc:  # noqa: BLE001 - CRC errors, short reads: the member is damaged
+                raise InvalidDataError(f"{p}: member {key!r} is truncated or corrupt ({type(exc).__name__}: {exc}).") from None
+    return arrays
+
 
 def _npz_features(arrays: dict[str, np.ndarray], key: str, p: Path) -> np.ndarray | None:
     """``key`` as a plain array, or the named inputs stored as ``key__<input>`` packed into records."""
@@ -272,7 +398,9 @@ def _npz_features(arrays: dict[str, np.ndarray], key: str, p: Path) -> np.ndarra
     return arrays.get(key)
 
 
-def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: bool = True) -> AuditData:
+def load_npz(
+    path: str | Path, *, n_classes: int | None = None, check_disjoint: bool = True, max_bytes: int | float | None = None
+) -> AuditData:
     """Load AuditData from an ``.npz`` with keys ``x_members``, ``y_members``, ``x_non_members``,
     ``y_non_members`` and optionally ``x_population``, ``y_population``.
 
@@ -283,30 +411,23 @@ def load_npz(path: str | Path, *, n_classes: int | None = None, check_disjoint: 
     Token data (for language models, see ``audit_sdk.sequence``): integer ``x_<set>`` ids (n, T)
     with ``len_<set>`` lengths or ``mask_<set>`` masks (or -1 padding), labels optional.
 
-    Never unpickles (``allow_pickle=False``): an untrusted file cannot run code.
+    Never unpickles: an untrusted file cannot run code. Sizes are checked before loading (see
+    ``read_npz``; ``max_bytes`` raises the cap).
     """
     p = Path(path)
-    if not p.is_file():
-        raise InvalidDataError(f"data file {str(p)!r} does not exist; pass the path to an .npz file.")
-    if not zipfile.is_zipfile(p):
-        raise InvalidDataError(f"{p}: is not a readable .npz file (not a zip archive); write it with numpy.savez.")
-    try:
-        with np.load(p, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except ValueError as exc:
-        raise InvalidDataError(f"{p}: contains object arrays, which are refused (no pickle loading); save plain numeric arrays.") from exc
-    except Exception as exc:
-        raise InvalidDataError(f"{p}: is not a readable .npz file ({exc}).") from exc
+    arrays = read_npz(p, max_bytes=max_bytes)
     if _is_token_npz(arrays):
         return _token_audit_data(arrays, p, check_disjoint=check_disjoint)
     x = {k: _npz_features(arrays, k, p) for k in ("x_members", "x_non_members", "x_population")}
     missing = [k for k in _NPZ_KEYS if (x.get(k) if k.startswith("x_") else arrays.get(k)) is None]
+    if (x["x_population"] is not None) != ("y_population" in arrays):  # half a population is a mistake, not "no population"
+        missing.append("y_population" if x["x_population"] is not None else "x_population")
     if missing:
         raise InvalidDataError(
-            f"{p}: missing keys {missing}; found {sorted(arrays)}. Expected {list(_NPZ_KEYS)} (+ x_population, y_population), "
+            f"{p}: missing keys {missing}; found {sorted(arrays)}. Expected {list(_NPZ_KEYS)} (+ x_population and y_population, together), "
             f"or named inputs as x_members{NPZ_INPUT_SEP}<input name> (e.g. x_members{NPZ_INPUT_SEP}input_ids)."
         )
-    pop = (x["x_population"], arrays["y_population"]) if x["x_population"] is not None and "y_population" in arrays else None
+    pop = (x["x_population"], arrays["y_population"]) if x["x_population"] is not None else None
     return AuditData(
         (x["x_members"], arrays["y_members"]),
         (x["x_non_members"], arrays["y_non_members"]),
@@ -352,7 +473,9 @@ def save_npz(data: AuditData, path: str | Path) -> Path:
             arrays[f"x_{name}"] = split.x
         arrays[f"y_{name}"] = split.y
     p = Path(path)
-    np.savez_compressed(p, **arrays)  # type: ignore[arg-type]
+    p = p if p.suffix == ".npz" else p.with_name(p.name + ".npz")  # np.savez's naming rule
+    with atomic_write(p) as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
     return p
 
 

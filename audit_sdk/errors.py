@@ -16,7 +16,8 @@ existing ``except ValueError`` keeps working::
     └── PolicyViolationError                    a ``--fail-on`` privacy rule failed
 
     AuditSDKWarning (UserWarning)
-    └── AccountingAssumptionWarning             training does not match what the accountant assumes
+    ├── AccountingAssumptionWarning             training does not match what the accountant assumes
+    └── PluginWarning                           a broken third-party plugin was isolated (skipped)
 
 Messages say what is wrong, what was expected, what arrived, and how to fix it.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidParameterError",
     "NotFittedError",
     "PluginError",
+    "PluginWarning",
     "PolicyViolationError",
     "PrivacyBudgetExceededError",
     "UnknownComponentError",
@@ -101,6 +103,10 @@ class PolicyViolationError(AuditSDKError):
 
 class AuditSDKWarning(UserWarning):
     """Base of every warning audit-sdk emits."""
+
+
+class PluginWarning(AuditSDKWarning):
+    """A third-party plugin failed (to import, register, or in a hook) and was isolated."""
 
 
 class AccountingAssumptionWarning(AuditSDKWarning):

@@ -321,7 +321,44 @@ class _InlineBackend:
     describe_error = staticmethod(_describe)
 
 
-def _init_worker(threads: int | None, gpus: tuple[str, ...] = (), counter: Any = None) -> None:
+def _exit_with_parent(parent: int, *, pdeathsig: bool) -> None:
+    """Make this worker process die when its parent does, however the parent ends (even SIGKILL).
+
+    Linux: the kernel sends SIGKILL when the parent dies (``PR_SET_PDEATHSIG``; only when the pool
+    was started from the main thread, since the signal fires when the *thread* that spawned the
+    worker ends). Everywhere: a daemon thread polls the parent id and exits when it changes
+    (re-parented to init), so an orphan never keeps computing, writing to the cache or holding
+    the parent's stdout/stderr open.
+    """
+    import sys
+    import time
+
+    if pdeathsig and sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no libc / prctl: the polling thread still covers it
+            pass
+    if os.getppid() != parent:  # the parent died before we got here
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.25)
+            if os.getppid() != parent:
+                os._exit(1)  # no cleanup: the parent that wanted our results is gone
+
+    threading.Thread(target=watch, name="audit-sdk-parent-watch", daemon=True).start()
+
+
+def _init_worker(
+    threads: int | None, gpus: tuple[str, ...] = (), counter: Any = None, parent: int | None = None, pdeathsig: bool = False
+) -> None:
+    if parent is not None:
+        _exit_with_parent(parent, pdeathsig=pdeathsig)
     if gpus and counter is not None:
         # pin this worker to one GPU, round robin, before anything initialises CUDA in it
         with counter.get_lock():
@@ -418,7 +455,13 @@ class LocalExecutor(Executor):
                 max_workers=self.workers,
                 mp_context=ctx,
                 initializer=_init_worker,
-                initargs=(self.threads_per_worker, self.gpus, ctx.Value("i", 0) if self.gpus else None),
+                initargs=(
+                    self.threads_per_worker,
+                    self.gpus,
+                    ctx.Value("i", 0) if self.gpus else None,
+                    os.getpid(),
+                    threading.current_thread() is threading.main_thread(),
+                ),
             )
         return self._pool
 

@@ -229,12 +229,14 @@ class Attack(Component):
     #: What the result carries: ``membership`` scores or ``reconstruction`` images.
     result_kind: ClassVar[str] = "membership"
 
-    def check(self, target: Target, data: AuditData) -> None:
-        """Raise a typed one-line error when this attack cannot run on ``target`` and ``data``.
+    def check(self, target: Target, data: AuditData) -> list[str]:
+        """Problems that would stop this attack on ``target`` and ``data``, found without running it.
 
-        Called by ``run_audit`` for every attack before any of them runs, so a refusal (e.g.
-        token inputs an input-noise attack cannot perturb) costs no work. Default: no check.
+        The pipeline calls it for every attack before any attack runs, and reports every problem
+        at once (e.g. "needs population data"). Cheap checks only; the default finds none. Raising a
+        typed ``AuditSDKError`` instead is accepted too (it counts as one problem).
         """
+        return []
 
     @abstractmethod
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: RunContext | None = None) -> AttackResult:

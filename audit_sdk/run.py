@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 
 from ._rng import RNGLike, as_generator
 from .data import AuditData
-from .errors import InvalidModelError, InvalidParameterError
+from .errors import AuditSDKError, AuditSDKWarning, InvalidDataError, InvalidModelError, InvalidParameterError
 from .executor import Executor, LocalExecutor
 from .interfaces import Attack
 from .registry import Registry, get_registry
@@ -65,6 +66,8 @@ def load_target(model: Any, *, registry: Registry | None = None, **options: Any)
         return model
     reg = registry or get_registry()
     target = reg.pm.hook.make_target(model=model, options=dict(options))
+    if target is not None and not isinstance(target, Target):
+        target = _make_target_checked(reg, model, dict(options))
     if target is None:
         raise InvalidModelError(
             f"no adapter can load a {type(model).__name__} ({str(model)[:80]!r}). Supported: a path to an .onnx file, "
@@ -72,6 +75,23 @@ def load_target(model: Any, *, registry: Registry | None = None, **options: Any)
             "the make_target hook."
         )
     return target
+
+
+def _make_target_checked(reg: Registry, model: Any, options: dict[str, Any]) -> Target | None:
+    """Ask each make_target implementation in turn; one that answers with something not a Target is at fault."""
+    pm = reg.pm
+    kwargs = {"model": model, "options": options}
+    for impl in reversed(pm.hook.make_target.get_hookimpls()):  # pluggy's call order
+        answer = impl.function(*[kwargs[a] for a in impl.argnames])
+        if answer is None or isinstance(answer, Target):
+            if answer is not None:
+                return answer
+            continue
+        msg = f"make_target returned a {type(answer).__name__}, not a Target (or None)"
+        if not getattr(pm, "is_isolated", lambda _n: False)(impl.plugin_name):
+            raise InvalidModelError(f"plugin {impl.plugin_name!r}: {msg}.")
+        pm.plugin_fault(impl.plugin_name, "make_target", msg)  # type: ignore[attr-defined]
+    return None
 
 
 def _alternatives(reg: Registry, target: Target) -> list[str]:
@@ -88,14 +108,52 @@ def run_attack(attack: Attack, target: Target, data: AuditData, *, rng: RNGLike 
     """Run one attack after checking access and data against the target; time it; fire the hook."""
     ctx = context or RunContext(registry=get_registry())
     check_access(target, attack.access, attack_name=attack.name, alternatives=_alternatives(ctx.registry, target))
-    if target.n_classes and data.n_classes > target.n_classes:
-        target.check_labels(np.r_[data.members.y, data.non_members.y])
-    target.check_input(data.members.x[:1])
+    check_data_against_target(target, data)
     t0 = time.perf_counter()
     result = attack.run(target, data, rng=rng, context=ctx)
     result.seconds = time.perf_counter() - t0
     ctx.registry.pm.hook.on_attack_finished(attack=attack, result=result)
     return result
+
+
+def check_data_against_target(target: Target, data: AuditData) -> None:
+    """Check every set's labels (members, non-members, population) and features against the model.
+
+    Run before any attack spends time: a label the model has no class for would crash an attack
+    late, or make reference models with the wrong number of classes.
+
+    Raises:
+        InvalidDataError: listing every set whose labels fall outside the model's classes.
+    """
+    k = int(target.n_classes or 0)
+    problems = []
+    sets = [("members", data.members), ("non_members", data.non_members)]
+    if data.population is not None:
+        sets.append(("population", data.population))
+    for name, split in sets:
+        y = np.asarray(split.y)
+        if k and len(y) and (int(y.min()) < 0 or int(y.max()) >= k):
+            bad = int(((y < 0) | (y >= k)).sum())
+            problems.append(f"{name} has {bad} label(s) outside 0..{k - 1} (they span {int(y.min())}..{int(y.max())})")
+    if problems:
+        raise InvalidDataError(
+            f"labels do not fit the model: the model predicts {k} classes but "
+            + "; ".join(problems)
+            + ". Remap the labels, or check you loaded the right model."
+        )
+    target.check_input(data.members.x[:1])
+
+
+def _failure(att: Attack, exc: BaseException) -> dict[str, Any]:
+    params = att.params.model_dump(mode="json") if hasattr(att.params, "model_dump") else {}
+    return {
+        "name": att.name,
+        "params": params,
+        "status": "failed",
+        "error": f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:2000],
+        "error_type": type(exc).__name__,
+        "input_error": isinstance(exc, AuditSDKError),
+    }
 
 
 @dataclass
@@ -115,6 +173,9 @@ class AuditReport:
         timings: seconds per phase (``load_target``, each attack by name, ``total``).
         policy: outcomes of the privacy gate rules checked against this report.
         label: a short name for the audited model (a grid cell's label).
+        failures: attacks that raised (``run_audit(..., on_attack_error="record")``), each
+            ``{"name", "params", "status": "failed", "error", "error_type", "input_error"}``.
+        notes: what the run noticed and assumed (e.g. too few samples to measure).
     """
 
     target: dict[str, Any]
@@ -129,6 +190,9 @@ class AuditReport:
     policy: list[dict[str, Any]] = field(default_factory=list)
     label: str | None = None
     utility: dict[str, float] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    order: list[str] = field(default_factory=list, repr=False)
 
     def theoretical_epsilon(self) -> float | None:
         """The accountant's epsilon from ``privacy`` (the smallest one reported), or None without DP.
@@ -163,7 +227,9 @@ class AuditReport:
             "target": self.target,
             "data": {k: self.data[k] for k in ("members", "non_members", "population") if k in self.data} | self.data,
             "privacy": self.privacy,
-            "attacks": [r.to_dict() for r in self.results],
+            "attacks": self._attack_entries(),
+            "failed_attacks": [f["name"] for f in self.failures],
+            "notes": self.notes,
             "sections": [{k: v for k, v in s.items() if k != "html"} for s in self.sections],
             "label": self.label,
             "utility": self.utility,
@@ -172,6 +238,16 @@ class AuditReport:
             "policy": self.policy,
             "versions": versions(),
         }
+
+    def _attack_entries(self) -> list[dict[str, Any]]:
+        """Every attack in the order run: results (``status: ok``) and failures (``status: failed``)."""
+        ok = [{**r.to_dict(), "status": "ok"} for r in self.results]
+        if not self.failures:
+            return ok
+        if len(self.order) != len(ok) + len(self.failures):
+            return ok + list(self.failures)
+        oks, fails = iter(ok), iter(self.failures)
+        return [next(fails) if kind == "failed" else next(oks) for kind in self.order]
 
     def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
         """Write a self-contained HTML page (plots embedded, no network needed) and return its path.
@@ -200,10 +276,9 @@ class AuditReport:
         return self.policy
 
     def to_json(self, path: str | Path) -> Path:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default))
-        return p
+        from .fileio import write_text_atomic
+
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=_json_default))
 
     def rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -306,6 +381,7 @@ def run_audit(
     defenses: Sequence[Any] = (),
     progress: bool = False,
     label: str | None = None,
+    on_attack_error: str = "raise",
 ) -> AuditReport:
     """Audit ``target`` on ``data`` with each attack and return the report.
 
@@ -330,7 +406,12 @@ def run_audit(
             before it is audited, applied after the config's.
         progress: show a progress bar (rich) on stderr.
         label: a short name for the audited model, shown in reports.
+        on_attack_error: ``"raise"`` (default) lets an attack's exception propagate;
+            ``"record"`` records it in ``report.failures`` (and report.json, as a failed attack
+            with its error) and runs the other attacks (what the CLI does).
     """
+    if on_attack_error not in ("raise", "record"):
+        raise InvalidParameterError(f"on_attack_error must be 'raise' or 'record'; got {on_attack_error!r}.")
     if privacy is not None and not isinstance(privacy, dict) and isinstance(getattr(privacy, "defenses", None), dict):
         notes = list(getattr(privacy, "notes", None) or [])
         privacy = {name: rep for name, rep in privacy.defenses.items() if rep} | ({"notes": notes} if notes else {})
@@ -386,10 +467,18 @@ def run_audit(
             raise InvalidParameterError(f"attacks must be names, (name, params) pairs or Attack objects; got {type(a).__name__}.")
     if not attack_objs:
         raise InvalidParameterError("no attacks to run; pass at least one attack name (see `audit-sdk plugins`).")
-    # Refuse mismatched access up front, before any attack spends time.
+    # Refuse mismatched access and data the model cannot take up front, before any attack spends time.
     for att in attack_objs:
         check_access(tgt, att.access, attack_name=att.name, alternatives=_alternatives(reg, tgt))
-        att.check(tgt, data)
+    check_data_against_target(tgt, data)
+    problems = []
+    for att in attack_objs:
+        try:
+            problems += [f"{att.name}: {p}" if not p.startswith(att.name) else p for p in (att.check(tgt, data) or [])]
+        except AuditSDKError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise InvalidDataError("; ".join(" ".join(p.split()).rstrip(".") for p in problems) + ".")
     own_executor = None
     if context is not None:
         ctx = context
@@ -400,6 +489,8 @@ def run_audit(
     seed_seq = np.random.SeedSequence(int(as_generator(rng).integers(0, 2**63 - 1)))
     t0 = time.perf_counter()
     results = []
+    failures: list[dict[str, Any]] = []
+    order: list[str] = []
     bar = _progress_bar(progress)
     try:
         if bar is not None:
@@ -408,10 +499,23 @@ def run_audit(
         for att, child in zip(attack_objs, seed_seq.spawn(len(attack_objs))):
             if bar is not None:
                 bar.update(task, description=f"{label + ': ' if label else ''}{att.name}")
-            res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
-            results.append(res)
-            key = att.name if att.name not in timings else f"{att.name}#{len(results)}"
-            timings[key] = res.seconds
+            try:
+                res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
+                _ = res.metrics  # metrics of a malformed result fail here, charged to the attack
+            except Exception as exc:
+                from .errors import PluginError
+                from .executor import RunCancelled
+
+                # cancellation and strict-mode plugin faults end the run; anything else is this attack's failure
+                if on_attack_error == "raise" or isinstance(exc, (RunCancelled, PluginError)):
+                    raise
+                failures.append(_failure(att, exc))
+                order.append("failed")
+            else:
+                results.append(res)
+                order.append("ok")
+                key = att.name if att.name not in timings else f"{att.name}#{len(results)}"
+                timings[key] = res.seconds
             if bar is not None:
                 bar.advance(task)
     finally:
@@ -430,7 +534,48 @@ def run_audit(
         config=cfg.to_dict() if cfg is not None else None,
         timings=timings,
         label=label,
+        failures=failures,
+        notes=_data_notes(data),
+        order=order,
     )
-    for sections in reg.pm.hook.report_sections(report=report):
-        report.sections.extend(sections or [])
+    for note in report.notes if results else []:  # notes on metrics only matter where there are metrics
+        warnings.warn(note, AuditSDKWarning, stacklevel=2)
+    report.sections.extend(_sections(reg, report))
     return report
+
+
+#: Below this many members or non-members, membership metrics are too noisy to mean anything.
+MIN_SAMPLES_TO_MEASURE = 10
+
+
+def _data_notes(data: AuditData) -> list[str]:
+    n_in, n_out = len(data.members), len(data.non_members)
+    if min(n_in, n_out) < MIN_SAMPLES_TO_MEASURE:
+        return [
+            f"too few samples to measure: {n_in} member(s) and {n_out} non-member(s) (fewer than {MIN_SAMPLES_TO_MEASURE}); "
+            "AUC, advantage and TPR here are noise, not evidence (one of each gives AUC 0 or 1 by chance)"
+        ]
+    return []
+
+
+def _sections(reg: Registry, report: AuditReport) -> list[dict[str, Any]]:
+    """Collect report sections, hook by hook; a malformed section from a third-party plugin is its fault."""
+    pm = reg.pm
+    out: list[dict[str, Any]] = []
+    # newest first, as pluggy calls them; a third-party hook is guarded (an exception is isolated)
+    for impl in reversed(pm.hook.report_sections.get_hookimpls()):
+        sections = impl.function(*[{"report": report}[a] for a in impl.argnames])
+        if sections is None:
+            continue
+        ok = isinstance(sections, list) and all(isinstance(s, dict) and isinstance(s.get("title"), str) for s in sections)
+        if ok:
+            out.extend(sections)  # type: ignore[arg-type]
+            continue
+        isolated = getattr(pm, "is_isolated", lambda _n: False)(impl.plugin_name)
+        msg = (
+            f"report_sections of {impl.plugin_name!r} returned {type(sections).__name__}; expected a list of {{'title': str, 'html': str}}"
+        )
+        if not isolated:
+            raise InvalidParameterError(msg + ".")
+        pm.plugin_fault(impl.plugin_name, "report_sections", msg)  # type: ignore[attr-defined]
+    return out

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import mmap
-import os
 import struct
 import time
 import zipfile
@@ -38,6 +37,7 @@ from typing import IO, Any, TypeAlias
 import numpy as np
 
 from .errors import InvalidDataError, InvalidParameterError
+from .fileio import write_text_atomic
 
 __all__ = ["SCORES", "NpyStream", "StreamResult", "iter_batches", "open_array", "stream_scores"]
 
@@ -245,9 +245,7 @@ def _progress_path(out: Path) -> Path:
 
 
 def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj))
 
 
 def stream_scores(

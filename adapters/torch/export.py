@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import numpy as np
 import torch
 
 from audit_sdk.errors import InvalidModelError
+from audit_sdk.fileio import atomic_path
 
 __all__ = ["export_onnx"]
 
@@ -32,9 +32,8 @@ def export_onnx(model: torch.nn.Module, example: Any, path: str | Path, *, opset
     x = torch.as_tensor(np.asarray(example), dtype=torch.float32)
     if x.ndim < 2:
         raise InvalidModelError(f"example must have a batch axis; got shape {tuple(x.shape)}.")
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
-        with warnings.catch_warnings():
+        with atomic_path(p, suffix=".onnx") as tmp, warnings.catch_warnings():  # a failed export leaves no half-written model
             # The TorchScript exporter is deprecated in favour of torch.export, which still fails
             # on plain Sequential models with dynamic batch axes; its warning is not the user's concern.
             warnings.simplefilter("ignore")
@@ -48,9 +47,7 @@ def export_onnx(model: torch.nn.Module, example: Any, path: str | Path, *, opset
                 opset_version=opset,
                 dynamo=False,
             )
-        os.replace(tmp, p)  # atomic: a failed export never leaves a half-written model behind
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
         raise InvalidModelError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {exc}") from exc
     if check:
         import onnxruntime as ort

@@ -1,7 +1,9 @@
 """The ``audit-sdk`` command line.
 
 Exit codes, as a test runner's: 0 ok, 1 a privacy policy (``--fail-on``) failed, 2 usage or input
-error (one clear line, no traceback), 3 internal failure.
+error (one clear line, no traceback), 3 internal failure (also: an attack failed; the report keeps
+the others). ``--strict-plugins`` (anywhere on the line) makes a broken third-party plugin fatal
+instead of skipped with a one-line warning.
 
 Each sub-command lives in its own module with ``add_parser(subparsers)``, which sets
 ``func(args) -> int`` as the handler; ``COMMANDS`` lists the modules.
@@ -11,11 +13,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
-from ..errors import AuditSDKError, PolicyViolationError
+from ..errors import AuditSDKError, AuditSDKWarning, PolicyViolationError
 
 __all__ = ["main", "COMMANDS"]
 
@@ -38,9 +44,53 @@ EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"audit-sdk: error: {message}\n")
+        # one line, as every other usage error (the usage is one `--help` away)
+        message = " ".join(message.split())
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(EXIT_USAGE)
+
+
+class UsageError(AuditSDKError):
+    """Several problems with what the user typed, found before any work started (exit 2)."""
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@contextmanager
+def _cli_warnings() -> Iterator[None]:
+    """Print audit-sdk's warnings as one line each (``audit-sdk: warning: ...``), others as usual."""
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+            if issubclass(category, AuditSDKWarning):
+                sys.stderr.write(f"audit-sdk: warning: {_one_line(message) if isinstance(message, Warning) else message}\n")
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        # the command line shows audit-sdk's warnings (once each), whatever filters the host set
+        warnings.filterwarnings("default", category=AuditSDKWarning)
+        yield
+
+
+@contextmanager
+def _strict_plugins(argv: list[str]) -> Iterator[list[str]]:
+    """Pull ``--strict-plugins`` out of the command line (it may stand anywhere) into the environment."""
+    if "--strict-plugins" not in argv:
+        yield argv
+        return
+    old = os.environ.get("AUDIT_SDK_STRICT_PLUGINS")
+    os.environ["AUDIT_SDK_STRICT_PLUGINS"] = "1"
+    try:
+        yield [a for a in argv if a != "--strict-plugins"]
+    finally:
+        if old is None:
+            os.environ.pop("AUDIT_SDK_STRICT_PLUGINS", None)
+        else:
+            os.environ["AUDIT_SDK_STRICT_PLUGINS"] = old
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="audit-sdk", description="Audit ML models for training-data leakage; train them with privacy defences.")
     parser.add_argument("--version", action="version", version=f"audit-sdk {__version__}")
+    parser.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        help="a broken third-party plugin is fatal (default: skipped with a warning; AUDIT_SDK_STRICT_PLUGINS=1)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for mod in COMMANDS:
@@ -57,6 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit code (also used as the console-script entry point)."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    with _strict_plugins(args_in) as args_in, _cli_warnings():
+        try:
+            return _main(args_in)
+        except BrokenPipeError:
+            return _broken_pipe()
+
+
+def _broken_pipe() -> int:
+    # the reader went away (`audit-sdk plugins --json | head`): not an error of ours. Point stdout
+    # at /dev/null so the interpreter's final flush does not complain again.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured in tests)
+        pass
+    return EXIT_OK
+
+
+def _main(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -65,18 +140,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)
     except PolicyViolationError as exc:
-        sys.stderr.write(f"audit-sdk: policy failed: {exc}\n")
+        sys.stderr.write(f"audit-sdk: policy failed: {_one_line(exc)}\n")
         return EXIT_POLICY
     except AuditSDKError as exc:
-        sys.stderr.write(f"audit-sdk: error: {exc}\n")
+        sys.stderr.write(f"audit-sdk: error: {_one_line(exc)}\n")
         return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("audit-sdk: interrupted\n")
         return 130
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        if exc.filename is None:
+            return _internal()
+        # a path the user named cannot be read or written (permissions, a file where a folder
+        # belongs, a full disk): their environment, not our bug
+        sys.stderr.write(f"audit-sdk: error: {exc.strerror or _one_line(exc)}: {exc.filename!s}\n")
+        return EXIT_USAGE
     except Exception:
-        sys.stderr.write("audit-sdk: internal error (please report it with the traceback below)\n")
-        traceback.print_exc()
-        return EXIT_INTERNAL
+        return _internal()
+
+
+def _internal() -> int:
+    sys.stderr.write("audit-sdk: internal error (please report it with the traceback below)\n")
+    traceback.print_exc()
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

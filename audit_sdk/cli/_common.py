@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameterError
@@ -52,3 +54,88 @@ def target_options(args: Any) -> dict[str, Any]:
     """The options ``add_target_options`` parsed, those given only."""
     opts = {"output": getattr(args, "output", None), "scores": getattr(args, "scores", None), "pad_token_id": getattr(args, "pad_id", None)}
     return {k: v for k, v in opts.items() if v is not None}
+
+
+class Problems:
+    """Collect what is wrong with the command line and its inputs, then report it all at once.
+
+    problems = Problems()
+    with problems.check():
+        data = load_npz(args.data)
+    problems.out_dir(args.out)
+    problems.raise_if_any()  # one InvalidParameterError naming every problem
+    """
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.items.append(" ".join(str(message).split()).rstrip("."))
+
+    def check(self) -> Any:
+        """A context manager that records an AuditSDKError (or a user's OSError) raised inside it."""
+        import contextlib
+
+        from ..errors import AuditSDKError
+
+        problems = self
+
+        class _Check(contextlib.AbstractContextManager[None]):
+            def __exit__(self, et: Any, exc: Any, tb: Any) -> bool:
+                if isinstance(exc, AuditSDKError):
+                    problems.add(str(exc))
+                    return True
+                if isinstance(exc, OSError) and exc.filename is not None:
+                    problems.add(f"{exc.strerror or exc}: {exc.filename}")
+                    return True
+                return False
+
+        return _Check()
+
+    def positive(self, flag: str, value: float | None, *, zero_ok: bool = False) -> None:
+        """A number that must be > 0 (>= 0 with ``zero_ok``) and finite, when given."""
+        if value is None:
+            return
+        ok = math.isfinite(value) and (value >= 0 if zero_ok else value > 0)
+        if not ok:
+            self.add(f"{flag} must be {'>= 0' if zero_ok else '> 0'} and finite; got {value!r}")
+
+    def out_dir(self, path: str | Path | None, flag: str = "--out") -> None:
+        """The output folder must be a folder we can create and write into (checked by writing a probe)."""
+        if path is None:
+            return
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            self.add(f"{flag} {str(p)!r} is a file, not a folder; pass a folder for the outputs")
+            return
+        try:
+            p.mkdir(parents=True, exist_ok=True)
+            import tempfile
+
+            with tempfile.TemporaryFile(dir=p):
+                pass
+        except OSError as exc:
+            self.add(f"{flag} {str(p)!r} cannot be created or written ({exc.strerror or exc}); pass a writable folder")
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        if len(self.items) == 1:
+            raise InvalidParameterError(self.items[0] + ".")
+        raise InvalidParameterError(f"{len(self.items)} problems: " + "; ".join(f"({i}) {m}" for i, m in enumerate(self.items, 1)) + ".")
+
+
+def report_failures(report: Any, path: Any) -> int:
+    """Exit code and one stderr line for attacks that failed (the report keeps the others).
+
+    3 when an attack failed on its own (a bug in it), 2 when every failure is an input error.
+    """
+    import sys
+
+    fails = getattr(report, "failures", None) or []
+    if not fails:
+        return 0
+    where = f"; the other attacks' results are in {path}" if path is not None else ""
+    text = "; ".join(f"{f['name']} ({f['error']})" for f in fails)
+    sys.stderr.write(f"audit-sdk: error: {len(fails)} attack(s) failed: {text}{where}\n")
+    return 2 if all(f.get("input_error") for f in fails) else 3

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import add_target_options, parse_params, split_names, target_options
+from ._common import Problems, add_target_options, parse_params, report_failures, split_names, target_options
 
 
 def add_parser(sub: Any) -> None:
@@ -70,52 +70,82 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import get_registry
     from ..run import run_audit
 
+    # Check everything the user typed before any work, and report every problem at once.
+    problems = Problems()
+    problems.positive("--batch-size", args.batch_size)
+    problems.positive("--workers", args.workers, zero_ok=True)
+    problems.positive("--seed", args.seed, zero_ok=True)
     reg = get_registry()
-    cfg: AuditConfig | None = load_config(args.config, registry=reg) if args.config else None
+    cfg: AuditConfig | None = None
+    if args.config:
+        with problems.check():
+            cfg = load_config(args.config, registry=reg)
     model = args.model or (cfg.target.model if cfg is not None and cfg.target is not None else None)
-    if model is None:
-        raise InvalidParameterError("no model to audit: pass MODEL, or a --config with target.model.")
-    if args.data:
-        data = load_npz(args.data)
-    elif cfg is not None and cfg.data is not None:
-        data = cfg.load_data()
-    else:
-        raise InvalidParameterError("no audit data: pass --data DATA.npz, or a --config with a data section.")
+    if model is None and not (args.config and cfg is None):
+        problems.add("no model to audit: pass MODEL, or a --config with target.model")
+    elif isinstance(model, str) and Path(model).suffix.lower() == ".onnx" and not Path(model).is_file():
+        problems.add(f"model file {model!r} does not exist")
+    data = None
+    with problems.check():
+        if args.data:
+            data = load_npz(args.data)
+        elif cfg is not None and cfg.data is not None:
+            data = cfg.load_data()
+        elif not (args.config and cfg is None):
+            raise InvalidParameterError("no audit data: pass --data DATA.npz, or a --config with a data section")
 
-    params = parse_params(args.param)
+    attacks: list[tuple[str, dict[str, Any]]] = []
+    params: dict[str, dict[str, Any]] = {}
+    with problems.check():
+        params = parse_params(args.param)
     if args.attacks:
         names = split_names(args.attacks)
-        resolved = {n: reg.get("attack", n).name for n in names}  # fails fast on unknown names
-        attacks = [(resolved[n], params.get(n, params.get(resolved[n], {}))) for n in names]
+        for n in names:
+            with problems.check():
+                full = reg.get("attack", n).name
+                attacks.append((full, params.get(n, params.get(full, {}))))
+        if not names:
+            problems.add("--attacks names no attack; pass at least one (see `audit-sdk plugins`)")
     elif cfg is not None:
         attacks = [(reg.get("attack", n).name, p) for n, p in cfg.attack_specs()]
         attacks = [(n, {**p, **params.get(n, {})}) for n, p in attacks]
-    else:
+    elif not args.config:
         attacks = [("mia.loss-threshold", params.get("mia.loss-threshold", {}))]
     known = {n for n, _ in attacks}
     for comp in params:
-        if comp not in known and reg.get("attack", comp).name not in known:
-            raise InvalidParameterError(f"--param names {comp!r}, which is not among the attacks run ({', '.join(sorted(known))}).")
+        with problems.check():
+            if comp not in known and reg.get("attack", comp).name not in known:
+                raise InvalidParameterError(f"--param names {comp!r}, which is not among the attacks run ({', '.join(sorted(known))})")
+    for name, p in attacks:  # options validated now, not when the attack's turn comes
+        with problems.check():
+            reg.create("attack", name, p)
 
     rules_text = list(cfg.fail_on if cfg is not None else []) + list(args.fail_on or [])
-    rules = parse_rules(rules_text)
-    validate_rule_targets(rules, [n for n, _ in attacks])  # usage error before any attack spends time
+    rules = []
+    with problems.check():
+        rules = parse_rules(rules_text)
+        if attacks:
+            validate_rule_targets(rules, [n for n, _ in attacks])  # usage error before any attack spends time
 
     privacy = None
     if args.privacy:
         try:
-            privacy = json.loads(Path(args.privacy).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InvalidParameterError(f"--privacy {args.privacy!r}: cannot read JSON ({exc}).") from None
-        if not isinstance(privacy, dict):
-            raise InvalidParameterError(f'--privacy {args.privacy!r}: expected a JSON object like {{"epsilon": 3.0, "delta": 1e-5}}.')
+            privacy = json.loads(Path(args.privacy).read_text(encoding="utf-8"))
+            if not isinstance(privacy, dict):
+                problems.add(f'--privacy {args.privacy!r}: expected a JSON object like {{"epsilon": 3.0, "delta": 1e-5}}')
+        except (OSError, ValueError, RecursionError) as exc:
+            problems.add(f"--privacy {args.privacy!r}: cannot read JSON ({exc})")
+
+    out = Path(args.out or (cfg.output.dir if cfg is not None else "audit-sdk-out"))
+    problems.out_dir(out)
+    problems.raise_if_any()
+    assert data is not None and model is not None
 
     seed = args.seed if args.seed is not None else (cfg.seed if cfg is not None else 0)
     batch = args.batch_size or (cfg.target.batch_size if cfg is not None and cfg.target is not None else 1024)
     from ..executor import resolve_executor
     from ..run import RunContext
 
-    out = Path(args.out or (cfg.output.dir if cfg is not None else "audit-sdk-out"))
     # scale flags override the config's executor; artefacts (per-example scores, reconstructions) go
     # under --out, and reference models are cached in --out/cache so a later audit reuses them
     executor = resolve_executor(
@@ -134,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
             privacy=privacy,
             progress=show_progress,
             context=RunContext(registry=reg, executor=executor, cache_dir=out / "cache", out_dir=out, progress=show_progress),
+            on_attack_error="record",
         )
     finally:
         executor.close()
@@ -143,6 +174,9 @@ def run(args: argparse.Namespace) -> int:
             report.check_policy(rules_text)
         except PolicyViolationError as exc:
             violation = exc
+        except InvalidParameterError:
+            if not report.failures:
+                raise  # a rule naming a failed attack cannot be checked; the failure is reported below
     write_json = cfg.output.json_report if cfg is not None else True
     write_html = (cfg.output.html if cfg is not None else True) and not args.no_html
     path = report.to_json(out / "report.json") if write_json or args.json else None
@@ -158,6 +192,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"report: {path}")
         if html is not None:
             print(f"html:   {html}")
+    failed = report_failures(report, path)
+    if failed:
+        return failed
     if violation is not None:
         raise violation
     return 0

@@ -42,6 +42,12 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None:
         cfg = cfg.model_copy(update={"executor": cfg.executor.model_copy(update={"workers": args.workers})})
     out = Path(args.out or cfg.output.dir)
+    from ._common import Problems
+
+    problems = Problems()
+    problems.positive("--workers", args.workers, zero_ok=True)
+    problems.out_dir(out)
+    problems.raise_if_any()
     comparison = run_comparison(cfg, registry=reg, out_dir=out, progress=not (args.quiet or args.json) and sys.stderr.isatty())
     path = comparison.to_json(out / "comparison.json")
     html = comparison.to_html(out / "comparison.html") if cfg.output.html else None

@@ -132,6 +132,11 @@ def run(args: argparse.Namespace) -> int:
     # The demo's models are tiny: one intra-op thread is as fast on an idle machine and an order of
     # magnitude faster on a busy one (threads spin-waiting for each other; measured 10x on 2 cores).
     torch.set_num_threads(args.threads)
+    from ._common import Problems
+
+    problems = Problems()
+    problems.out_dir(args.out)
+    problems.raise_if_any()
     reg = get_registry()
     out = Path(args.out)
     raw = demo_config(reg, out=str(out), seed=args.seed, epochs=args.epochs, attacks=args.attacks, defenses=not args.no_defenses, say=say)

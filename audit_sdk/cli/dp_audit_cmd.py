@@ -170,6 +170,11 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else 0
 
     out = Path(args.out) if args.out else None
+    from ._common import Problems
+
+    problems = Problems()
+    problems.out_dir(out)
+    problems.raise_if_any()
     show_progress = not args.json and sys.stderr.isatty()
     # with --out, each finished training run is cached under DIR/cache: a rerun (or an interrupted
     # multi-run audit) picks up where it stopped

@@ -18,14 +18,28 @@ def run(args: argparse.Namespace) -> int:
     from ..registry import get_registry
 
     reg = get_registry()
-    infos = [i.to_dict() for i in reg.infos()]
+    pm = reg.pm
+    infos = []
+    for info in reg.infos():
+        try:
+            infos.append(info.to_dict())
+        except Exception as exc:  # noqa: BLE001 - a third-party class whose options cannot be described
+            if not pm.is_isolated(info.plugin):  # type: ignore[attr-defined]
+                raise
+            pm.plugin_fault(info.plugin, "options schema", exc)  # type: ignore[attr-defined]
+    broken = {name: b.to_dict() for name, b in pm.broken.items()}  # type: ignore[attr-defined]
+    infos = [i for i in infos if i["plugin"] not in broken]
     plugins = []
-    for name, plugin in reg.pm.list_name_plugin():
-        dist, version = reg.pm.distributions.get(name, (getattr(plugin, "__name__", str(plugin)), ""))  # type: ignore[attr-defined]
-        hooks = sorted(h.name for h in reg.pm.get_hookcallers(plugin) or [])
-        plugins.append({"name": name, "package": dist, "version": version, "hooks": hooks})
+    for name, plugin in pm.list_name_plugin():
+        if name in broken:
+            continue
+        dist, version = pm.distributions.get(name, (getattr(plugin, "__name__", str(plugin)), ""))  # type: ignore[attr-defined]
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        plugins.append({"name": name, "package": dist, "version": version, "hooks": hooks, "status": "ok"})
+    for b in broken.values():
+        plugins.append({**b, "hooks": [], "status": "broken"})
     if args.json:
-        json.dump({"components": infos, "plugins": plugins}, sys.stdout, indent=2)
+        json.dump({"components": infos, "plugins": plugins, "broken": list(broken.values())}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     from rich.console import Console
@@ -45,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     for col in ("plugin", "package", "hooks"):
         ptable.add_column(col)
     for p in plugins:
-        ptable.add_row(p["name"], f"{p['package']} {p['version']}".strip(), ", ".join(p["hooks"]))
+        status = ", ".join(p["hooks"]) if p["status"] == "ok" else f"BROKEN ({p['stage']}): {p['error']}"
+        ptable.add_row(p["name"], f"{p['package']} {p['version']}".strip(), status)
     console.print(ptable)
     return 0

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..fileio import write_text_atomic
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a classifier with a defense (DP-SGD by default), export ONNX + privacy.json")
@@ -35,20 +37,26 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _load(path: str) -> tuple[Any, Any]:
-    import numpy as np
+#: Architectures ``--model`` accepts.
+MODELS = ("mlp", "cnn", "lenet")
+#: More classes than this is a label-encoding mistake (a 1e9 label would build a 1e9-way output layer).
+MAX_CLASSES = 100_000
 
+
+def _load(path: str) -> tuple[Any, Any]:
+    from ..data import _problems, read_npz
     from ..errors import InvalidDataError
 
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            for xk, yk in (("x", "y"), ("x_train", "y_train"), ("x_members", "y_members")):
-                if xk in z and yk in z:
-                    return z[xk], z[yk]
-            keys = sorted(z.keys())
-    except (OSError, ValueError) as exc:
-        raise InvalidDataError(f"cannot read {path}: {exc}") from exc
-    raise InvalidDataError(f"{path} holds {keys}; expected arrays x and y (or x_members and y_members).")
+    z = read_npz(path)  # size-capped, no pickle, truncation reported as such
+    for xk, yk in (("x", "y"), ("x_train", "y_train"), ("x_members", "y_members")):
+        if xk in z and yk in z:
+            problems, xa, ya = _problems(f"{path} ({xk}, {yk})", z[xk], z[yk])
+            if not problems and ya is not None and int(ya.max()) + 1 > MAX_CLASSES:
+                problems.append(f"{path}: labels go up to {int(ya.max())}; expected class indices 0..K-1 (remap them)")
+            if problems:
+                raise InvalidDataError("invalid training data: " + "; ".join(problems) + ".")
+            return xa, ya
+    raise InvalidDataError(f"{path} holds {sorted(z)}; expected arrays x and y (or x_members and y_members).")
 
 
 def _json_safe(v: Any) -> Any:
@@ -65,13 +73,32 @@ def run(args: argparse.Namespace) -> int:
     from ..adapters.torch import evaluate_accuracy, export_onnx
     from ..errors import InvalidParameterError
     from ..training_api import _digits_split, train
-    from ._common import parse_params
+    from ._common import Problems, parse_params
 
+    # every problem with the command line and the data, at once, before any training
+    problems = Problems()
+    problems.positive("--epochs", args.epochs)
+    problems.positive("--batch-size", args.batch_size)
+    problems.positive("--lr", args.lr)
+    problems.positive("--delta", args.delta)
+    problems.positive("--max-grad-norm", args.max_grad_norm)
+    problems.positive("--target-epsilon", args.target_epsilon)
+    problems.positive("--noise-multiplier", args.noise_multiplier, zero_ok=True)
+    problems.positive("--seed", args.seed, zero_ok=True)
+    if args.delta is not None and math.isfinite(args.delta) and args.delta >= 1:
+        problems.add(f"--delta must be < 1; got {args.delta!r}")
+    if args.model not in MODELS:
+        problems.add(f"--model {args.model!r}: expected one of {', '.join(MODELS)}")
     x_val = y_val = None
-    if args.data:
-        x, y = _load(args.data)
-    else:
-        x, y, x_val, y_val = _digits_split(args.seed)
+    x = y = None
+    with problems.check():
+        if args.data:
+            x, y = _load(args.data)
+        elif args.seed >= 0:
+            x, y, x_val, y_val = _digits_split(args.seed)
+    problems.out_dir(args.out)
+    problems.raise_if_any()
+    assert x is not None and y is not None
     defense = None if args.defense in ("none", "") else args.defense
     extra = parse_params(args.param)
     options: dict[str, Any] = {}
@@ -80,6 +107,12 @@ def run(args: argparse.Namespace) -> int:
 
         cls = get_registry().get("defense", defense)
         defense = cls.name
+        if "output" in getattr(cls, "points", ()) and not ({"gradient", "objective", "parameters", "input", "data"} & set(cls.points)):
+            raise InvalidParameterError(
+                f"{cls.name} acts on the model's outputs when it is served, not on training: model.onnx would be "
+                "undefended. Train without it (--defense none) and apply it when auditing (a config's `defenses:` "
+                "section, or run_audit(..., defenses=[...]))."
+            )
         options.update(extra.pop(cls.name, {}))
         if cls.name == "defense.dp-sgd":
             options.setdefault("delta", args.delta)
@@ -98,6 +131,8 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidParameterError(f"--target-epsilon / --noise-multiplier apply to defense.dp-sgd, not {cls.name}.")
     if extra:
         raise InvalidParameterError(f"--param names {sorted(extra)}, but the defense is {defense}.")
+    if defense is not None:
+        get_registry().create("defense", defense, options)  # options checked now, not after training
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -133,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     if x_val is not None:
         report["test_accuracy"] = evaluate_accuracy(result.model, x_val, y_val, device="cpu")
     path = out / "privacy.json"
-    path.write_text(json.dumps(_json_safe(report), indent=2))
+    write_text_atomic(path, json.dumps(_json_safe(report), indent=2))
     if args.json:
         print(json.dumps(_json_safe(report)))
     else:

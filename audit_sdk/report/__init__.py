@@ -212,7 +212,7 @@ def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list
         + [c for c in cols if c not in first and c != "seconds"]
         + (["seconds"] if "seconds" in cols else [])
     )
-    if len(reports) == 1:
+    if len(reports) == 1 and "model" in cols:  # absent when every attack failed
         cols.remove("model")
     return cols, [[_fmt(r.get(c)) for c in cols] for r in rows]
 
@@ -384,10 +384,9 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
         versions=versions(),
         render_seconds=time.perf_counter() - t0,
     )
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(page, encoding="utf-8")
-    return p
+    from ..fileio import write_text_atomic
+
+    return write_text_atomic(path, page)
 
 
 _ORDER = {"violated": 3, "high": 2, "measurable": 1, "none": 0}

@@ -39,7 +39,6 @@ import functools
 import hashlib
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +51,7 @@ from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError
 from audit_sdk.executor import LocalExecutor
+from audit_sdk.fileio import atomic_write, write_text_atomic
 from audit_sdk.interfaces import Defense, PrivacyEvent
 from audit_sdk.run import _json_default
 from audit_sdk.target import Target
@@ -231,7 +231,8 @@ class DPAudit(Attack):
         if getattr(context, "out_dir", None) is not None:
             out = Path(context.out_dir) / "audit.dp"
             out.mkdir(parents=True, exist_ok=True)
-            np.savez(out / "canary_scores.npz", scores=scores, included=truth)
+            with atomic_write(out / "canary_scores.npz") as fh:
+                np.savez(fh, scores=scores, included=truth)
         return result
 
 
@@ -478,9 +479,7 @@ def _train_and_score(
     }
     out = json.loads(json.dumps(out, default=_json_default))  # plain JSON types: the cached run reads back the same
     if path is not None:
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(out))
-        os.replace(tmp, path)  # atomic: an interrupted audit never leaves half a result
+        write_text_atomic(path, json.dumps(out))  # an interrupted audit never leaves half a result
     return out
 
 

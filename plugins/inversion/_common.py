@@ -18,6 +18,7 @@ import numpy as np
 from audit_sdk._rng import derive_seed
 from audit_sdk.data import AuditData, Split
 from audit_sdk.errors import AccessError, AuditSDKWarning, BackendUnavailableError, InvalidParameterError
+from audit_sdk.fileio import atomic_write
 from audit_sdk.metrics import reconstruction_metrics, ssim
 from audit_sdk.results import AttackResult
 from audit_sdk.target import Target
@@ -315,7 +316,8 @@ def save_artifacts(
     arrays = {"reconstructions": reconstructions, "originals": originals, "labels": labels, **(extra_arrays or {})}
     for key, arr in arrays.items():
         p = d / f"{key}.npy"
-        np.save(p, np.asarray(arr), allow_pickle=False)
+        with atomic_write(p) as fh:
+            np.save(fh, np.asarray(arr), allow_pickle=False)
         paths[key] = str(p)
     if originals.ndim in (3, 4) and len(originals):
         h, w = originals.shape[-2:]

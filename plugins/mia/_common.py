@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from audit_sdk.fileio import atomic_write
 from audit_sdk.results import AttackResult
 from audit_sdk.slicing import SlicingSpec, membership_verdict, slice_membership
 
@@ -106,6 +107,7 @@ def finish(
             arrays["predicted"] = np.asarray(predicted)
         if loss is not None:
             arrays["loss"] = np.asarray(loss)
-        np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+        with atomic_write(path) as fh:
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
         result.extra["scores_file"] = str(path)
     return result

@@ -30,7 +30,6 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.executor import LocalExecutor
+from audit_sdk.fileio import atomic_write
 from audit_sdk.target import Target
 
 __all__ = ["ReferenceParams", "ReferenceSet", "get_reference_set"]
@@ -184,10 +184,24 @@ def _train_reference(
     model = builder(seed)
     # "auto": the GPU when there is one (the cache stores CPU tensors either way)
     Trainer(TrainConfig(**{"device": "auto", **config}, seed=seed)).fit(model, x, y)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves a half-written model behind
+    with atomic_write(path) as fh:  # an interrupted run never leaves a half-written model behind
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, fh)
     return path
+
+
+def _loadable(path: str, notes: list[str]) -> bool:
+    """Whether the cached model at ``path`` loads; a damaged one is deleted (and noted) so it is retrained."""
+    if not Path(path).is_file():
+        return False
+    import torch
+
+    try:
+        torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - any damage (empty, truncated, foreign file) means "train it again"
+        Path(path).unlink(missing_ok=True)
+        notes.append(f"cached reference model {Path(path).name} could not be loaded ({type(exc).__name__}); deleted and retrained")
+        return False
+    return True
 
 
 def _hash_arrays(*arrays: np.ndarray) -> str:
@@ -282,6 +296,20 @@ def online_masks(n_pool: int, n_models: int, seed: int) -> np.ndarray:
     return u.argsort(axis=0) < n_models // 2
 
 
+def reference_problems(params: ReferenceParams, data: AuditData, *, kind: str, attack_name: str) -> list[str]:
+    """What would stop ``get_reference_set`` (checked before any attack runs, see ``Attack.check``)."""
+    out = []
+    if data.population is None or len(data.population) < 4:
+        out.append(
+            f"{attack_name} trains reference models on population data, but the AuditData has "
+            f"{0 if data.population is None else len(data.population)} population samples. Pass population=(x, y): "
+            "data from the same distribution as the training set, disjoint from members and non-members."
+        )
+    if kind == "online" and params.n_references < 2:
+        out.append(f"{attack_name}: online mode needs n_references >= 2 (half IN, half OUT); got {params.n_references}.")
+    return out
+
+
 def get_reference_set(
     params: ReferenceParams,
     target: Target,
@@ -300,14 +328,10 @@ def get_reference_set(
     Raises:
         InvalidDataError: no population data (reference models are trained on it).
     """
-    if data.population is None or len(data.population) < 4:
-        raise InvalidDataError(
-            f"{attack_name} trains reference models on population data, but the AuditData has "
-            f"{0 if data.population is None else len(data.population)} population samples. Pass population=(x, y): "
-            "data from the same distribution as the training set, disjoint from members and non-members."
-        )
-    if kind == "online" and params.n_references < 2:
-        raise InvalidParameterError(f"{attack_name}: online mode needs n_references >= 2 (half IN, half OUT); got {params.n_references}.")
+    problems = reference_problems(params, data, kind=kind, attack_name=attack_name)
+    if problems:
+        raise (InvalidParameterError if "online mode" in problems[0] else InvalidDataError)(problems[0])
+    assert data.population is not None  # reference_problems refuses data without one
     arch = _resolve_arch(params, target, data, context)
     pop = data.population
     if kind == "offline":
@@ -324,6 +348,7 @@ def get_reference_set(
     cache.mkdir(parents=True, exist_ok=True)
     config = params.train_config()
     paths, keys, tasks = [], [], []
+    healed: list[str] = []
     executor = getattr(context, "executor", None) or LocalExecutor(1)
     threads = 1 if getattr(executor, "workers", 1) > 1 else None
     for i in range(params.n_references):
@@ -335,7 +360,7 @@ def get_reference_set(
         key = hashlib.sha256(key_src.encode()).hexdigest()[:32]
         path = str(cache / f"{key}.pt")
         paths.append(path)
-        if not Path(path).is_file():
+        if not _loadable(path, healed):
             keys.append(key)
             tasks.append((arch.builder, xi, yi, config, seed, path, threads))
     if tasks:
@@ -358,7 +383,7 @@ def get_reference_set(
         paths=paths,
         n_target=n_target,
         trained=len(tasks),
-        notes=[arch.note] if arch.note else [],
+        notes=([arch.note] if arch.note else []) + healed,
     )
     return ref
 

@@ -54,18 +54,21 @@ class LabelOnly(Attack):
 
     params: Params
 
-    def check(self, target: Target, data: AuditData) -> None:
+    def check(self, target: Target, data: AuditData) -> list[str]:
         names = data.input_names
         if names:
-            raise InvalidParameterError(
+            return [
                 f"{self.name} perturbs continuous features with Gaussian noise; this data holds named inputs "
                 f"{list(names)} (token ids), which it cannot perturb. Use mia.loss-threshold, mia.threshold or mia.classifier."
-            )
+            ]
+        return []
 
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params
         gen = as_generator(rng)
-        self.check(target, data)
+        problems = self.check(target, data)
+        if problems:
+            raise InvalidParameterError(problems[0])
         x, y, truth = data.combined()
         # integer features or an integer model input (pixels 0..255): perturbed copies are rounded back to integers
         integral = x.dtype.kind in "iub" or np.dtype(getattr(target, "input_dtype", np.float32)).kind in "iub"

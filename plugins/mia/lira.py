@@ -12,7 +12,7 @@ from audit_sdk.data import AuditData
 from audit_sdk.target import Target
 
 from ._common import finish, logit_confidence, true_class_stats
-from ._reference import ReferenceParams, describe, get_reference_set
+from ._reference import ReferenceParams, describe, get_reference_set, reference_problems
 
 __all__ = ["LiRA", "lira_scores"]
 
@@ -80,6 +80,9 @@ class LiRA(Attack):
         )
 
     params: Params
+
+    def check(self, target: Target, data: AuditData) -> list[str]:
+        return reference_problems(self.params, data, kind=self.params.mode, attack_name=self.name)
 
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params

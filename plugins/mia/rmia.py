@@ -13,7 +13,7 @@ from audit_sdk.data import AuditData
 from audit_sdk.target import Target
 
 from ._common import finish, true_class_stats
-from ._reference import ReferenceParams, describe, get_reference_set
+from ._reference import ReferenceParams, describe, get_reference_set, reference_problems
 
 __all__ = ["RMIA", "rmia_scores"]
 
@@ -62,6 +62,9 @@ class RMIA(Attack):
         n_population: int | None = Field(None, ge=1, description="number of population samples z (default: all)")
 
     params: Params
+
+    def check(self, target: Target, data: AuditData) -> list[str]:
+        return reference_problems(self.params, data, kind=self.params.mode, attack_name=self.name)
 
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params

@@ -111,3 +111,27 @@ def test_encode_tree_separates_arrays() -> None:
     skel, arrays = encode_tree({"x": np.ones(3), "y": [1, 2]})
     assert skel == {"__dict__": {"x": {"__array__": "a0"}, "y": [1, 2]}}
     assert decode_tree(skel, arrays)["x"].tolist() == [1, 1, 1]
+
+
+def test_a_damaged_entry_is_deleted_and_noted(tmp_path: Path) -> None:
+    cache = ResultCache(tmp_path)
+    for damage in (b"", b"PK\x03\x04 not really"):
+        path = cache.put("k", np.arange(3))
+        path.write_bytes(damage)
+        assert cache.get("k") == (False, None)
+        assert not path.exists()  # deleted, so the recomputed result replaces it
+    assert len(cache.notes) == 2 and "could not be loaded" in cache.notes[0] and "recomputing" in cache.notes[0]
+
+
+def test_executor_recomputes_a_damaged_entry(tmp_path: Path) -> None:
+    from audit_sdk.executor import LocalExecutor
+
+    from ._executor_tasks import square  # type: ignore[import-not-found]
+
+    ex = LocalExecutor(1, cache_dir=tmp_path)
+    assert ex.map(square, [(2,), (3,)], keys=["a", "b"]) == [4, 9]
+    for entry in tmp_path.glob("a-*.npz"):
+        entry.write_bytes(b"")
+    assert ex.map(square, [(2,), (3,)], keys=["a", "b"]) == [4, 9]
+    assert ex.last_stats.cached == 1 and ex.last_stats.computed == 1
+    assert ex.cache is not None and any("'a'" in n for n in ex.cache.notes)

@@ -159,3 +159,34 @@ def test_digits_and_make_audit_data():
     np.testing.assert_array_equal(idx, idx2)
     with pytest.raises(InvalidDataError, match="distinct samples"):
         make_audit_data(Split(d.x[:10], d.y[:10]), n_members=8, n_non_members=8)
+
+
+def test_shared_rows_are_found_by_value_not_by_storage():
+    # issue 15: the same sample stored as uint8 and float32, or with -0.0, is still shared
+    from audit_sdk.errors import InvalidDataError
+
+    x = np.arange(40, dtype=np.uint8).reshape(10, 4)
+    y = np.zeros(10, int)
+    with pytest.raises(InvalidDataError, match="1 feature rows appear in both members and non-members"):
+        AuditData((x[:5], y[:5]), (np.r_[x[5:9], x[:1]].astype(np.float32), y[5:]))
+    with pytest.raises(InvalidDataError, match="both members and non-members"):
+        AuditData((np.zeros((1, 4), np.float32), y[:1]), (np.full((1, 4), -0.0, np.float32), y[:1]))
+    with pytest.raises(InvalidDataError, match="population and the members"):
+        AuditData((x[:5], y[:5]), (x[5:8], y[5:8]), (np.r_[x[8:], x[:1]], y[:3]))
+    ok = AuditData((x[:5], y[:5]), (x[5:8], y[5:8]), (x[8:], y[8:]))
+    assert len(ok.population) == 2
+
+
+def test_npz_caps_and_truncation(tmp_path):
+    from audit_sdk.errors import InvalidDataError
+
+    x = np.random.default_rng(0).random((100, 8))
+    y = np.arange(100) % 3
+    p = tmp_path / "d.npz"
+    np.savez(p, x_members=x[:50], y_members=y[:50], x_non_members=x[50:], y_non_members=y[50:])
+    assert len(load_npz(p).members) == 50
+    with pytest.raises(InvalidDataError, match=r"over the 0 MiB cap.*AUDIT_SDK_MAX_DATA_BYTES"):
+        load_npz(p, max_bytes=1000)
+    np.savez(p, x_members=x[:50], y_members=y[:50], x_non_members=x[50:], y_non_members=y[50:], x_population=x[:2])
+    with pytest.raises(InvalidDataError, match=r"missing keys \['y_population'\]"):
+        load_npz(p)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 import audit_sdk
 from audit_sdk import Attack, AttackResult, hookimpl, hookspecs
-from audit_sdk.errors import InvalidParameterError, PluginError, UnknownComponentError
+from audit_sdk.errors import InvalidParameterError, PluginError, PluginWarning, UnknownComponentError
 from audit_sdk.registry import get_registry
 
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*\.[a-z0-9]+([-.][a-z0-9]+)*$")
@@ -117,8 +117,12 @@ def test_unknown_hook_is_a_plugin_error(monkeypatch):
 
     monkeypatch.setattr(r.metadata, "entry_points", lambda group: [EP()])
     monkeypatch.delenv("AUDIT_SDK_DISABLE_PLUGINS", raising=False)
+    # a third-party plugin: fatal in strict mode, else skipped with one warning (issue 15)
     with pytest.raises(PluginError, match="register_atacks"):
-        r.get_plugin_manager()
+        r.get_plugin_manager(strict=True)
+    with pytest.warns(PluginWarning, match="register_atacks.*AUDIT_SDK_DISABLE_PLUGINS=typo-plugin"):
+        pm = r.get_plugin_manager()
+    assert pm.get_plugin("typo-plugin") is None and pm.broken["typo-plugin"].stage == "hooks"
     assert metadata  # the real metadata module is untouched
 
 
@@ -139,8 +143,15 @@ def test_broken_third_party_plugin_names_its_package(monkeypatch):
     monkeypatch.setattr(r.metadata, "entry_points", lambda group: [EP()])
     monkeypatch.delenv("AUDIT_SDK_DISABLE_PLUGINS", raising=False)
     with pytest.raises(PluginError, match="audit-sdk-broken.*AUDIT_SDK_DISABLE_PLUGINS=broken") as info:
-        r.get_plugin_manager()
+        r.get_plugin_manager(strict=True)
     assert info.value.plugin_name == "audit-sdk-broken"
+    monkeypatch.setenv("AUDIT_SDK_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="failed to import"):
+        r.get_plugin_manager()
+    monkeypatch.delenv("AUDIT_SDK_STRICT_PLUGINS")
+    with pytest.warns(PluginWarning, match=r"'broken' \(audit-sdk-broken 0.1\) failed to import: ImportError.*plugin skipped"):
+        pm = r.get_plugin_manager()
+    assert pm.broken["broken"].to_dict()["package"] == "audit-sdk-broken"
     # ...and the env var skips it
     monkeypatch.setenv("AUDIT_SDK_DISABLE_PLUGINS", "broken")
     assert r.get_plugin_manager().get_plugin("broken") is None
