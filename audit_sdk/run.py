@@ -22,6 +22,7 @@ from .data import AuditData
 from .errors import InvalidModelError, InvalidParameterError
 from .executor import Executor, LocalExecutor
 from .interfaces import Attack
+from .progress import progress_mode, track
 from .registry import Registry, get_registry
 from .results import AttackResult
 from .target import CAPABILITIES_FOR_ACCESS, Target, check_access
@@ -275,6 +276,7 @@ _UNSET: Any = object()
 
 
 def _progress_bar(enabled: bool) -> Any:
+    """A bare rich Progress on stderr (kept for callers of old; new code uses ``audit_sdk.progress.track``)."""
     if not enabled:
         return None
     from rich.console import Console
@@ -304,7 +306,7 @@ def run_audit(
     config: Any = None,
     privacy: dict[str, Any] | Any | None = None,
     defenses: Sequence[Any] = (),
-    progress: bool = False,
+    progress: bool | None = None,
     label: str | None = None,
 ) -> AuditReport:
     """Audit ``target`` on ``data`` with each attack and return the report.
@@ -328,7 +330,9 @@ def run_audit(
             (its defenses' reports and notes).
         defenses: output defenses (Defense instances or ``(name, params)``) that wrap the target
             before it is audited, applied after the config's.
-        progress: show a progress bar (rich) on stderr.
+        progress: show progress on stderr: a bar per attack and its inner loops in a terminal,
+            plain lines in a log (``audit_sdk.progress``); None follows ``progress_mode`` or
+            ``context.progress``, off by default.
         label: a short name for the audited model, shown in reports.
     """
     if privacy is not None and not isinstance(privacy, dict) and isinstance(getattr(privacy, "defenses", None), dict):
@@ -392,29 +396,23 @@ def run_audit(
     if context is not None:
         ctx = context
     else:
-        ctx = RunContext(registry=reg, progress=progress)
+        ctx = RunContext(registry=reg, progress=bool(progress))
         if cfg is not None:
             own_executor = ctx.executor = cfg.executor.make()
     seed_seq = np.random.SeedSequence(int(as_generator(rng).integers(0, 2**63 - 1)))
     t0 = time.perf_counter()
     results = []
-    bar = _progress_bar(progress)
+    show = progress if progress is not None else (True if ctx.progress else None)
     try:
-        if bar is not None:
-            bar.start()
-            task = bar.add_task(f"auditing{' ' + label if label else ''}", total=len(attack_objs))
-        for att, child in zip(attack_objs, seed_seq.spawn(len(attack_objs))):
-            if bar is not None:
-                bar.update(task, description=f"{label + ': ' if label else ''}{att.name}")
-            res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
-            results.append(res)
-            key = att.name if att.name not in timings else f"{att.name}#{len(results)}"
-            timings[key] = res.seconds
-            if bar is not None:
-                bar.advance(task)
+        with progress_mode(show), track(f"auditing{' ' + label if label else ''}", len(attack_objs)) as bar:
+            for att, child in zip(attack_objs, seed_seq.spawn(len(attack_objs))):
+                bar.update(description=f"{label + ': ' if label else ''}{att.name}")
+                res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
+                results.append(res)
+                key = att.name if att.name not in timings else f"{att.name}#{len(results)}"
+                timings[key] = res.seconds
+                bar.advance()
     finally:
-        if bar is not None:
-            bar.stop()
         if own_executor is not None:
             own_executor.close()
     timings["total"] = time.perf_counter() - t_start

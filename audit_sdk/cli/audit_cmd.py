@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             target_options={"batch_size": batch},
             config=cfg,
             privacy=privacy,
-            progress=show_progress,
+            progress=None,  # the CLI's mode: bars in a terminal, lines in a log, nothing with --quiet
             context=RunContext(registry=reg, executor=executor, cache_dir=out / "cache", out_dir=out, progress=show_progress),
         )
     finally:

@@ -44,7 +44,7 @@ def add_parser(sub: Any) -> None:
         help="train digits models (memorising baseline, DP-SGD, suppress), export to ONNX, attack them, write the HTML report",
     )
     p.add_argument("--out", default="audit-sdk-out/demo", help="output directory (default: audit-sdk-out/demo)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, training and attacks (default 0)")
     p.add_argument("--epochs", type=int, default=60, help="training epochs per model (default 60)")
     p.add_argument(
         "--attacks", nargs="+", metavar="NAME", help="attacks to run (default: every registered membership and inversion attack)"
