@@ -93,22 +93,43 @@ def _workspace(tmp: Path) -> Path:
     return tmp
 
 
-def _env(tmp: Path) -> dict[str, str]:
+def _sandbox_python(tmp: Path) -> Path:
+    """A throw-away venv that sees this environment's packages (a .pth runs ``site.addsitedir``).
+
+    What a block ``pip install``s lands in the sandbox, never in the environment running the
+    tests; ``python``, ``pip`` and ``audit-sdk`` on the blocks' PATH are the sandbox's.
+    """
+    import site
+    import sysconfig
+    import venv
+
+    root = tmp / "_venv"
+    venv.EnvBuilder(with_pip=False, symlinks=True).create(root)
+    py = root / "bin" / "python"
+    purelib = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True)
+    ours = [p for p in (sysconfig.get_paths()["purelib"], *site.getsitepackages()) if Path(p).is_dir()]
+    (Path(purelib.stdout.strip()) / "_audit_sdk_parent.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in dict.fromkeys(ours))
+    )
+    for name, module in (("pip", "pip"), ("audit-sdk", "audit_sdk.cli")):
+        launcher = root / "bin" / name
+        launcher.write_text(f'#!/bin/sh\nexec "{py}" -m {module} "$@"\n')
+        launcher.chmod(0o755)
+    return py
+
+
+def _env(tmp: Path, python: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONUNBUFFERED"] = "1"
-    # `pip install .` of the README's plugin walkthrough: offline, and into a throw-away prefix
-    # (PIP_TARGET + PYTHONPATH) so the plugin never lands in the environment running the tests.
-    env["PIP_NO_INDEX"] = "1"
-    env["PIP_NO_BUILD_ISOLATION"] = "0"
+    env["PIP_NO_DEPS"] = "1"  # a block's package depends on audit-sdk: the one under test
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    env["PIP_TARGET"] = str(tmp / "_site")
-    env["PYTHONPATH"] = str(tmp / "_site")
+    env.pop("VIRTUAL_ENV", None)
     env.pop("AUDIT_SDK_DISABLE_PLUGINS", None)
     return env
 
 
-def run_block(block: Block, cwd: Path, env: dict[str, str], *, timeout: float) -> str:
+def run_block(block: Block, cwd: Path, env: dict[str, str], *, timeout: float, python: str = sys.executable) -> str:
     """Run one block; return its output, or fail naming the block's file and line."""
     name = block.filename
     if name:
@@ -118,7 +139,7 @@ def run_block(block: Block, cwd: Path, env: dict[str, str], *, timeout: float) -
     if block.lang == "python":
         script = cwd / (name if name and name.endswith(".py") else f"_block_{block.doc.stem}_{block.line}.py")
         script.write_text(block.code)
-        cmd = [sys.executable, str(script)]
+        cmd = [python, str(script)]
     elif block.lang == "bash":
         cmd = ["bash", "-e", "-o", "pipefail", "-c", block.code]
     else:
@@ -140,14 +161,15 @@ def run_block(block: Block, cwd: Path, env: dict[str, str], *, timeout: float) -
 
 def _run_doc(doc: Path, tmp_path: Path, *, include_slow: bool) -> list[str]:
     cwd = _workspace(tmp_path)
-    env = _env(tmp_path)
+    python = _sandbox_python(tmp_path)
+    env = _env(tmp_path, python)
     ran = []
     for block in extract(doc):
         if block.lang not in RUNNABLE and not block.filename:
             continue
         if block.marker == "skip-test" or (block.marker == "slow-test" and not include_slow):
             continue
-        run_block(block, cwd, env, timeout=3600 if include_slow else 600)
+        run_block(block, cwd, env, timeout=3600 if include_slow else 600, python=str(python))
         ran.append(block.where)
     return ran
 
@@ -191,7 +213,7 @@ def test_extractor_finds_blocks_lines_and_markers(tmp_path: Path) -> None:
 def test_a_failing_block_names_its_line(tmp_path: Path) -> None:
     block = Block(ROOT / "README.md", 42, "bash", "echo out; false\n", "")
     with pytest.raises(pytest.fail.Exception, match=r"README.md:42: ```bash block exited 1"):
-        run_block(block, tmp_path, _env(tmp_path), timeout=60)
+        run_block(block, tmp_path, _env(tmp_path, Path(sys.executable)), timeout=60)
 
 
 def test_every_runnable_block_is_run_by_some_suite() -> None:
