@@ -139,8 +139,11 @@ class AuditData:
                 n_classes = max_label + 1
             elif max_label >= n_classes:
                 problems.append(f"labels go up to {max_label} but n_classes={n_classes}; expected labels in 0..{n_classes - 1}")
-        if not problems and check_disjoint:
-            overlap = _row_hashes(arrays["members"][0]) & _row_hashes(arrays["non_members"][0])
+        # checked even when other problems were found: every problem is reported at once
+        mx, nx = (arrays[k][0] if k in arrays else None for k in ("members", "non_members"))
+        comparable = mx is not None and nx is not None and mx.ndim >= 2 and mx.shape[1:] == nx.shape[1:] and len(mx) and len(nx)
+        if check_disjoint and comparable and mx is not None and nx is not None:
+            overlap = _row_hashes(mx) & _row_hashes(nx)
             if overlap:
                 problems.append(
                     f"{len(overlap)} feature rows appear in both members and non-members; membership is undefined "

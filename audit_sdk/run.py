@@ -406,7 +406,7 @@ def run_audit(
     try:
         with progress_mode(show), track(f"auditing{' ' + label if label else ''}", len(attack_objs)) as bar:
             for att, child in zip(attack_objs, seed_seq.spawn(len(attack_objs))):
-                bar.update(description=f"{label + ': ' if label else ''}{att.name}")
+                bar.update(description=f"auditing{' ' + label if label else ''} [{att.name}]")
                 res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
                 results.append(res)
                 key = att.name if att.name not in timings else f"{att.name}#{len(results)}"

@@ -51,7 +51,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--privacy", metavar="FILE", help="JSON file of the DP training run's figures (epsilon, delta, ...) shown in the report")
     p.add_argument("--no-html", action="store_true", help="do not write report.html")
-    p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
+    p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table; writes files only with --out")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (and --json output); no progress bar")
     p.add_argument(
         "--executor", choices=["local", "ray"], help="where fan-out work (reference models) runs (default: the config's, else local)"
@@ -65,10 +65,17 @@ def run(args: argparse.Namespace) -> int:
     from ..config import AuditConfig, load_config
     from ..data import load_npz
     from ..errors import InvalidParameterError, PolicyViolationError
-    from ..gate import parse_rules, validate_rule_targets
+    from ..gate import describe_outcome, parse_rules, validate_rule_targets
     from ..registry import get_registry
     from ..run import run_audit
 
+    # `--attacks a b model.onnx` hands the model to --attacks (nargs="+"): say so, not "unknown attack"
+    for name in split_names(args.attacks):
+        if Path(name).exists() or name.lower().endswith((".onnx", ".npz", ".pt", ".pkl", ".joblib")):
+            raise InvalidParameterError(
+                f"--attacks got {name!r}, which looks like a file, not an attack name: --attacks takes every word after it. "
+                f"Put the model first (audit-sdk audit {name} --data DATA.npz --attacks NAME ...) or end the list with --."
+            )
     reg = get_registry()
     cfg: AuditConfig | None = load_config(args.config, registry=reg) if args.config else None
     model = args.model or (cfg.target.model if cfg is not None and cfg.target is not None else None)
@@ -115,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
     from ..run import RunContext
 
     out = Path(args.out or (cfg.output.dir if cfg is not None else "audit-sdk-out"))
+    # --json prints the report; it writes files (report, artefacts, cache) only where --out or a config says
+    write_files = not args.json or bool(args.out) or cfg is not None
     # scale flags override the config's executor; artefacts (per-example scores, reconstructions) go
     # under --out, and reference models are cached in --out/cache so a later audit reuses them
     executor = resolve_executor(
@@ -132,7 +141,13 @@ def run(args: argparse.Namespace) -> int:
             config=cfg,
             privacy=privacy,
             progress=None,  # the CLI's mode: bars in a terminal, lines in a log, nothing with --quiet
-            context=RunContext(registry=reg, executor=executor, cache_dir=out / "cache", out_dir=out, progress=show_progress),
+            context=RunContext(
+                registry=reg,
+                executor=executor,
+                cache_dir=out / "cache" if write_files else None,
+                out_dir=out if write_files else None,
+                progress=show_progress,
+            ),
         )
     finally:
         executor.close()
@@ -142,16 +157,16 @@ def run(args: argparse.Namespace) -> int:
             report.check_policy(rules_text)
         except PolicyViolationError as exc:
             violation = exc
-    write_json = cfg.output.json_report if cfg is not None else True
-    write_html = (cfg.output.html if cfg is not None else True) and not args.no_html
-    path = report.to_json(out / "report.json") if write_json or args.json else None
+    write_json = (cfg.output.json_report if cfg is not None else True) and write_files
+    write_html = (cfg.output.html if cfg is not None else True) and not args.no_html and write_files
+    path = report.to_json(out / "report.json") if write_json else None
     html = report.to_html(out / "report.html") if write_html else None
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     elif not args.quiet:
         print(report.summary())
         for o in report.policy:
-            print(f"{'FAILED' if o['failed'] else 'passed'}: {o['rule']}  ({o['subject']} = {o['value']:.6g})")
+            print(describe_outcome(o))
         print()
         if path is not None:
             print(f"report: {path}")

@@ -159,3 +159,14 @@ def test_digits_and_make_audit_data():
     np.testing.assert_array_equal(idx, idx2)
     with pytest.raises(InvalidDataError, match="distinct samples"):
         make_audit_data(Split(d.x[:10], d.y[:10]), n_members=8, n_non_members=8)
+
+
+def test_overlap_is_reported_beside_other_problems():
+    import numpy as np
+
+    from audit_sdk import AuditData
+    from audit_sdk.errors import InvalidDataError
+
+    x = np.random.default_rng(0).random((10, 4)).astype("float32")
+    with pytest.raises(InvalidDataError, match=r"negative values .*10 feature rows appear in both members and non-members"):
+        AuditData((x, np.zeros(10, int)), (x, np.full(10, -1)))
