@@ -363,8 +363,8 @@ def run_comparison(
         InvalidParameterError: the config has no ``compare`` section, or names unknown components.
     """
     from .config import AuditConfig, load_config, parse_config
-    from .registry import get_registry
     from .progress import track
+    from .registry import get_registry
     from .run import RunContext
 
     reg = registry or (context.registry if context is not None else get_registry())

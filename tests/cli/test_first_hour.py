@@ -46,7 +46,21 @@ def test_progress_lines_in_a_pipe_and_quiet_silences_them(digits_memorised_onnx,
 def test_train_prints_epochs_loss_and_epsilon_in_a_pipe(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AUDIT_SDK_PROGRESS_INTERVAL", "0")
     code = main(
-        ["train", "--model", "mlp", "--epochs", "2", "--noise-multiplier", "1.0", "--batch-size", "512", "--out", str(tmp_path), "--threads", "1"]
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--epochs",
+            "2",
+            "--noise-multiplier",
+            "1.0",
+            "--batch-size",
+            "512",
+            "--out",
+            str(tmp_path),
+            "--threads",
+            "1",
+        ]
     )
     assert code == 0
     err = capsys.readouterr().err
@@ -69,9 +83,13 @@ def test_threads_is_applied_and_checked(monkeypatch, capsys):
 
     before = torch.get_num_threads()
     try:
-        assert main(["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5", "--threads", "1"]) == 0
+        assert (
+            main(["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5", "--threads", "1"]) == 0
+        )
         assert torch.get_num_threads() == 1
-        assert main(["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5", "--threads", "0"]) == 2
+        assert (
+            main(["epsilon", "--noise-multiplier", "1", "--sample-rate", "0.01", "--steps", "10", "--delta", "1e-5", "--threads", "0"]) == 2
+        )
         assert "--threads must be >= 1" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
