@@ -147,6 +147,7 @@ class Tracker:
         self._t0 = self._last = time.monotonic()
         self._printed = False
         self._nested = nested
+        self._failed = False
         self._root = root
         if root is not None:
             root.stack.append(self)
@@ -199,7 +200,7 @@ class Tracker:
     def _close(self) -> None:
         if self._root is not None and self in self._root.stack:
             self._root.stack.remove(self)
-        if self._mode == "lines" and (self._printed or not self._nested):
+        if self._mode == "lines" and (self._printed or not self._nested) and not self._failed:
             self._line(final=True)
         if self._live is not None and self._task is not None:
             self._live.remove_task(self._task)
@@ -254,6 +255,10 @@ def track(description: str, total: int | None = None, *, enabled: bool | str | N
         own_root.start()
     try:
         yield tracker
+    except BaseException:
+        tracker._printed = tracker._nested = True
+        tracker._failed = True  # no "done" line: the error that follows says what happened
+        raise
     finally:
         if own_root is not None:
             own_root.stop()

@@ -389,9 +389,12 @@ def run_audit(
             raise InvalidParameterError(f"attacks must be names, (name, params) pairs or Attack objects; got {type(a).__name__}.")
     if not attack_objs:
         raise InvalidParameterError("no attacks to run; pass at least one attack name (see `audit-sdk plugins`).")
-    # Refuse mismatched access up front, before any attack spends time.
+    # Refuse mismatched access and data up front, before any attack spends time.
     for att in attack_objs:
         check_access(tgt, att.access, attack_name=att.name, alternatives=_alternatives(reg, tgt))
+    if tgt.n_classes and data.n_classes > tgt.n_classes:
+        tgt.check_labels(np.r_[data.members.y, data.non_members.y])
+    tgt.check_input(data.members.x[:1])
     own_executor = None
     if context is not None:
         ctx = context
