@@ -363,7 +363,7 @@ def run_comparison(
         InvalidParameterError: the config has no ``compare`` section, or names unknown components.
     """
     from .config import AuditConfig, load_config, parse_config
-    from .progress import track
+    from .progress import progress_enabled, track
     from .registry import get_registry
     from .run import RunContext
 
@@ -450,7 +450,7 @@ def run_comparison(
                     baseline,
                     reg_arg,
                     cache,
-                    progress and inline,
+                    progress_enabled(progress or None) and inline,  # a worker process shows nothing itself
                 )
                 for c in phase
             ]

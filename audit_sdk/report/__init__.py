@@ -265,6 +265,16 @@ def generic_table(obj: Any, *, first: str = "slice") -> dict[str, Any] | None:
     return None
 
 
+def _breakable(text: Any) -> Any:
+    """HTML-escaped text with break opportunities after ``_ . @ /`` (long column names wrap, not overflow)."""
+    import re
+
+    from markupsafe import Markup, escape
+
+    # a dot breaks only before a letter ("mia.lira"), never inside a number ("0.6248")
+    return Markup(re.sub(r"([_@/]|\.(?=[A-Za-z]))", r"\1<wbr>", str(escape(str(text)))))
+
+
 def _key_values(obj: Any) -> list[list[str]]:
     """(key, value) rows of a nested mapping, keys dotted; long lists shortened (a table, not JSON)."""
     if not isinstance(obj, Mapping):
@@ -285,15 +295,17 @@ def _recipe_audit(res: Any) -> bool:
 def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for rep in reports:
-        for r, res in zip(rep.rows(), rep.results):
+        for r in rep.rows():
             row: dict[str, Any] = {"model": rep.label or "model"}
             row.update(r)
             # one claimed epsilon per model, with the accountant that proved it (a DP audit's own
             # re-run and its claim are in the DP-audit rows below, not here)
-            eps, acct = claimed_epsilon(rep)
-            row["claimed_eps"] = f"{eps:.4g} ({acct})" if eps is not None else "no DP"
-            for k, v in rep.utility.items():
-                row[k] = v
+            # per-model figures sit once per model in the verdict table when there are several
+            if len(reports) == 1:
+                eps, acct = claimed_epsilon(rep)
+                row["claimed_eps"] = f"{_fmt(eps)} ({acct})" if eps is not None else "no DP"
+                for k, v in rep.utility.items():
+                    row[k] = v
             rows.append(row)
     cols: list[str] = []
     for r in rows:
@@ -385,7 +397,7 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
         raise InvalidParameterError("render_html needs at least one AuditReport.")
     reports = list(reports)
     t0 = time.perf_counter()
-    verdicts = [{"label": r.label or "model", **verdict(r)} for r in reports]
+    verdicts = [{"label": r.label or "model", "utility": dict(r.utility), **verdict(r)} for r in reports]
     cols, rows = _headline_rows(reports)
 
     # ROC per membership attack, one curve per model.
@@ -472,6 +484,7 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
         undefined=jinja2.StrictUndefined,
     )
     env.filters["fmt"] = _fmt
+    env.filters["breakable"] = _breakable
     env.filters["pretty"] = lambda o: json.dumps(o, indent=2, default=str)
     page = env.get_template("report.html.j2").render(
         title=title or "audit-sdk report",

@@ -26,9 +26,10 @@ def _figure(w: float = 5.0, h: float = 4.0) -> Any:
     return fig
 
 
-def _png(fig: Any) -> str:
+def _png(fig: Any, extra: Sequence[Any] = ()) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    # extra: artists outside the axes (legends beside the plot) the tight box must keep whole
+    fig.savefig(buf, format="png", bbox_inches="tight", bbox_extra_artists=list(extra) or None)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -41,12 +42,20 @@ def roc_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray, int]], *, tit
     fig = _figure()
     ax = fig.add_subplot()
     floor = 1.0
-    for label, fpr, tpr, n_neg in curves:
+    for i, (label, fpr, tpr, n_neg) in enumerate(curves):
         f0 = 0.5 / max(1, n_neg)
         floor = min(floor, f0)
         # drawn above the axes' spines and unclipped: a perfect attack (AUC 1) runs along the
         # left and top edges and would otherwise hide under them
-        ax.step(np.clip(fpr, f0, 1.0), np.clip(tpr, f0, 1.0), where="post", label=label, linewidth=1.8, zorder=3, clip_on=False)
+        ax.step(
+            np.clip(fpr, f0, 1.0),
+            np.clip(tpr, f0, 1.0),
+            where="post",
+            label=label,
+            zorder=3,
+            clip_on=False,
+            linewidth=1.6 + 1.4 * (len(curves) - 1 - i) / max(1, len(curves) - 1),  # earlier curves wider: identical ones stay visible
+        )
     grid = np.logspace(math.log10(floor), 0, 50)
     ax.plot(grid, grid, linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set_xscale("log")
@@ -98,12 +107,14 @@ def tradeoff_figure(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.25)
+    legends = []
     if series:
         first = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="attack", title_fontsize=7)
         ax.add_artist(first)
         handles = [Line2D([], [], marker=m, color="#444", linestyle="none", label=lab) for lab, m in models.items()]
-        ax.legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.02, 0.0), title="model", title_fontsize=7)
-    return _png(fig)
+        second = ax.legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.02, 0.0), title="model", title_fontsize=7)
+        legends = [first, second]
+    return _png(fig, legends)
 
 
 def epsilon_figure(rows: Sequence[tuple[str, float | None, float]]) -> str:
@@ -117,7 +128,7 @@ def epsilon_figure(rows: Sequence[tuple[str, float | None, float]]) -> str:
     x = np.arange(len(rows))
     theo = [r[1] if r[1] is not None and math.isfinite(r[1]) else 0.0 for r in rows]
     emp = [r[2] for r in rows]
-    ax.bar(x - 0.2, theo, width=0.4, label="accountant epsilon (upper bound)")
+    ax.bar(x - 0.2, theo, width=0.4, label="claimed epsilon (upper bound)")
     ax.bar(x + 0.2, emp, width=0.4, label="empirical lower bound")
     for i, r in enumerate(rows):
         if r[1] is None or not math.isfinite(r[1]):
