@@ -401,7 +401,8 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
     cols, rows = _headline_rows(reports)
 
     # ROC per membership attack, one curve per model.
-    rocs, recipe_rocs = [], []
+    rocs: list[dict[str, str]] = []
+    recipe_rocs: list[dict[str, str]] = []
     names = list(dict.fromkeys(res.attack for rep in reports for res in rep.results if res.kind == "membership"))
     for name in names:
         curves = []
