@@ -93,3 +93,12 @@ def test_threads_is_applied_and_checked(monkeypatch, capsys):
         assert "--threads must be >= 1" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
+
+
+def test_plugins_fits_the_terminal_and_shows_every_default(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "mia.loss-threshold" in out and "calibration='global'" in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "'?'" not in out and "…" not in out  # nothing cut, no unknown defaults
