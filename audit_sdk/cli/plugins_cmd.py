@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
         lines.append("")
     lines.append(f"plugins ({len(plugins)})")
     for p in plugins:
-        lines.append(wrap(f"{p['name']}  [{p['package']} {p['version']}]".rstrip() + (": " + ", ".join(p["hooks"]) if p["hooks"] else ""), "  "))
+        lines.append(
+            wrap(f"{p['name']}  [{p['package']} {p['version']}]".rstrip() + (": " + ", ".join(p["hooks"]) if p["hooks"] else ""), "  ")
+        )
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
