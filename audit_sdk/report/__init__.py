@@ -76,9 +76,9 @@ def claimed_epsilon(report: AuditReport) -> tuple[float | None, str | None]:
             v = node.get("epsilon")
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                 found.append((float(v), name or "unnamed accountant"))
-            for child in node.values():
-                if isinstance(child, Mapping):
-                    walk(child, name)
+            for key, child in node.items():
+                if isinstance(child, Mapping):  # {"acct.pld": {"epsilon": ...}} names its accountant by key
+                    walk(child, key if isinstance(key, str) and key.startswith("acct.") else name)
 
     walk(report.privacy or {}, None)
     if not found:
@@ -182,7 +182,8 @@ def verdict(report: AuditReport) -> dict[str, Any]:
         recipe_notes.append(sentence)
         if leaks and level == "none":
             level = "measurable"
-            text = "The membership attacks find no leakage of this model's members, but the DP audit of its training recipe does."
+            if len(recipe) < len(members):  # alone, the recipe audit's own sentence (above) says it
+                text = "The membership attacks find no leakage of this model's members, but the DP audit of its training recipe does."
         if leaks and level != "violated" and sentence not in reasons:
             reasons.append(sentence)
     left_out = [
@@ -365,7 +366,7 @@ def _tradeoffs(reports: Sequence[AuditReport]) -> list[dict[str, str]]:
                 "title": "Theoretical epsilon vs empirical lower bound",
                 "png": tradeoff_figure(
                     series,
-                    xlabel="accountant epsilon",
+                    xlabel="claimed epsilon (upper bound)",
                     ylabel="empirical epsilon lower bound",
                     title="epsilon: claimed vs measured",
                     diagonal=True,
