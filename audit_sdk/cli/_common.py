@@ -82,10 +82,8 @@ def apply_threads(threads: int | None) -> int:
         raise InvalidParameterError(f"--threads must be >= 1; got {threads}.")
     n = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0) or default_threads()
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        if threads is not None:
+        if threads is not None or not os.environ.get(var, "").strip():  # an empty value counts as unset
             os.environ[var] = str(n)
-        else:
-            os.environ.setdefault(var, str(n))
     torch = sys.modules.get("torch")
     if torch is not None and (threads is not None or torch.get_num_threads() != n):
         torch.set_num_threads(n)
