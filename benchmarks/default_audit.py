@@ -5,8 +5,8 @@ attack an ONNX file supports at its default options.
     python benchmarks/default_audit.py [--threads N] [--workers N] [--out DIR]
 
 Prints one line per attack (seconds) and the total; the goal (issue 19) is under 5 minutes on two
-busy cores. Measured on the shared 2-core development machine (load average ~10):
-`python benchmarks/default_audit.py`: 109 s in all (LiRA 67 s, everything else under 20 s).
+busy cores. Measured on the shared 2-core development machine (load average ~10, other jobs
+running): 36 s to 109 s in all over two runs (LiRA 21-67 s, the decoder 6-17 s, the rest under 2 s each).
 """
 
 from __future__ import annotations
