@@ -525,7 +525,12 @@ _ORDER = {"violated": 3, "high": 2, "measurable": 1, "none": 0}
 def _top_verdict(verdicts: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [r for v in verdicts for r in v["policy_failed"]]
     if len(verdicts) == 1:
-        return {**verdicts[0], "headline": f"{LEVEL_WORDS[verdicts[0]['level']]}: {verdicts[0]['text']}", "policy_failed": failed}
+        return {
+            **verdicts[0],
+            "headline": f"{LEVEL_WORDS[verdicts[0]['level']]}: {verdicts[0]['text']}",
+            "policy_failed": failed,
+            "left_out": sorted({x.split(":")[0] for x in verdicts[0]["left_out"]}),
+        }
     worst = max(verdicts, key=lambda v: _ORDER[v["level"]])
     best = min(verdicts, key=lambda v: _ORDER[v["level"]])
     headline = (
