@@ -21,6 +21,7 @@ import hashlib
 import json
 import re
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -360,8 +361,9 @@ def run_comparison(
         InvalidParameterError: the config has no ``compare`` section, or names unknown components.
     """
     from .config import AuditConfig, load_config, parse_config
+    from .progress import progress_enabled, track
     from .registry import get_registry
-    from .run import RunContext, _progress_bar
+    from .run import RunContext
 
     reg = registry or (context.registry if context is not None else get_registry())
     if isinstance(config, (str, Path)):
@@ -412,15 +414,11 @@ def run_comparison(
         phase1 = [CellSpec(label="_baseline"), *phase1]
     digest = _data_digest(data)
     t0 = time.perf_counter()
-    bar = _progress_bar(progress)
-    task = None
-    if bar is not None:
-        bar.start()
-        task = bar.add_task("comparison cells", total=len(phase1) + len(phase2))
+    stack = ExitStack()
+    bar = stack.enter_context(track("comparison cells", len(phase1) + len(phase2), enabled=progress or None))
 
     def tick(done: int, total: int) -> None:
-        if bar is not None and task is not None:
-            bar.advance(task)
+        bar.advance()
 
     reports: dict[str, Any] = {}
     failures: list[dict[str, str]] = []
@@ -450,7 +448,7 @@ def run_comparison(
                     baseline,
                     reg_arg,
                     cache,
-                    progress and inline,
+                    progress_enabled(progress or None) and inline,  # a worker process shows nothing itself
                 )
                 for c in phase
             ]
@@ -462,8 +460,7 @@ def run_comparison(
                 else:
                     reports[c.label] = _report_from_tree(r)
     finally:
-        if bar is not None:
-            bar.stop()
+        stack.close()
         if own is not None:
             own.close()
     ordered = [reports[c.label] for c in cells if c.label in reports]

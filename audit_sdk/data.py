@@ -226,9 +226,18 @@ class AuditData:
                 n_classes = max_label + 1
             elif max_label >= n_classes:
                 problems.append(f"labels go up to {max_label} but n_classes={n_classes}; expected labels in 0..{n_classes - 1}")
-        if not problems and check_disjoint:
-            hashes = {name: _row_hashes(a[0]) for name, a in arrays.items()}
-            overlap = hashes["members"] & hashes["non_members"]
+        # checked even when other problems were found (every problem is reported at once), on the sets
+        # whose rows can be compared with the members' (numeric, same per-sample shape and inputs)
+        ref = arrays["members"][0] if "members" in arrays else None
+
+        def comparable(x: np.ndarray) -> bool:
+            if ref is None or x.ndim < 1 or len(x) == 0 or x.shape[1:] != ref.shape[1:] or x.dtype.names != ref.dtype.names:
+                return False
+            return bool(x.dtype.names) or (x.ndim >= 2 and x.dtype.kind in "biuf")
+
+        if check_disjoint and ref is not None and comparable(ref):
+            hashes = {name: _row_hashes(a[0]) for name, a in arrays.items() if comparable(a[0])}
+            overlap = hashes["members"] & hashes.get("non_members", set())
             if overlap:
                 problems.append(
                     f"{len(overlap)} feature rows appear in both members and non-members; membership is undefined "

@@ -41,7 +41,7 @@ def audit_dp(
     rng: RNGLike = 0,
     registry: Any = None,
     context: Any = None,
-    progress: bool = False,
+    progress: bool | None = None,
     label: str | None = None,
     **options: Any,
 ) -> Any:

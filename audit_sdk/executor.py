@@ -188,6 +188,12 @@ def drive(
     semantics documented in the module docstring and records ``executor.last_stats``.
     """
     n = len(tasks)
+    bad = next((i for i, t in enumerate(tasks) if not isinstance(t, (tuple, list))), None)
+    if bad is not None:
+        raise InvalidParameterError(
+            f"task {bad} is a {type(tasks[bad]).__name__} ({str(tasks[bad])[:40]}), not a tuple of arguments: map calls "
+            f"fn(*task) for each task; wrap a single argument as ({str(tasks[bad])[:20]},), e.g. tasks=[(x,) for x in xs]."
+        )
     explicit = keys is not None
     key_list = [str(k) for k in keys] if keys is not None else [str(i) for i in range(n)]
     if len(key_list) != n:

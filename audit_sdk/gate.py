@@ -76,11 +76,27 @@ class RuleOutcome:
     failed: bool
 
     def describe(self) -> str:
-        verdict = "FAILED" if self.failed else "passed"
-        return f"{verdict}: {self.rule.text}  ({self.subject} {self.metric} = {self.value:.6g})"
+        return describe_outcome(self.to_dict() | {"op": self.rule.op, "threshold": self.rule.threshold})
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule.text, "subject": self.subject, "metric": self.metric, "value": self.value, "failed": self.failed}
+
+
+def describe_outcome(outcome: dict[str, Any]) -> str:
+    """One unambiguous line for a rule's outcome: the value, then the condition that blocks.
+
+    ``FAILED: mia.lira tpr_at_fpr.0.01 = 0.124, and the rule blocks when > 0.05 ('mia.lira.tpr_at_fpr.0.01 > 0.05')``
+    ``passed: mia.lira tpr_at_fpr.0.01 = 0.024; the rule blocks only when > 0.05 ('...')``
+    """
+    rule = str(outcome["rule"])
+    op, threshold = outcome.get("op"), outcome.get("threshold")
+    if op is None or threshold is None:
+        parsed = parse_rule(rule)
+        op, threshold = parsed.op, parsed.threshold
+    value = f"{outcome['subject']} {outcome['metric']} = {float(outcome['value']):.6g}"
+    if outcome["failed"]:
+        return f"FAILED: {value}, and the rule blocks when {op} {threshold:g} ('{rule}')"
+    return f"passed: {value}; the rule blocks only when {op} {threshold:g} ('{rule}')"
 
 
 def parse_rule(text: str) -> Rule:

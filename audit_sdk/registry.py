@@ -296,9 +296,14 @@ class Registry:
         near = difflib.get_close_matches(name, list(table), n=3, cutoff=0.5)
         near += [n for n in table if name in n and n not in near][:3]
         hint = f" Did you mean {', '.join(repr(n) for n in near)}?" if near else ""
+        everything, some = _disabled()
+        off = ""
+        if everything or some:
+            what = "every third-party plugin is" if everything else f"third-party plugins {', '.join(sorted(some))} are"
+            off = f" Note: {what} disabled by AUDIT_SDK_DISABLE_PLUGINS; unset it if {name!r} comes from one."
         raise UnknownComponentError(
             f"unknown {kind} {name!r}.{hint} Registered {kind}s: {', '.join(sorted(table)) or 'none'} "
-            "(list them with `audit-sdk plugins`).",
+            f"(list them with `audit-sdk plugins`).{off}",
             plugin_name=name,
         )
 

@@ -23,6 +23,7 @@ from .data import AuditData
 from .errors import AuditSDKError, AuditSDKWarning, InvalidDataError, InvalidModelError, InvalidParameterError
 from .executor import Executor, LocalExecutor
 from .interfaces import Attack
+from .progress import progress_mode, track
 from .registry import Registry, get_registry
 from .results import AttackResult
 from .target import CAPABILITIES_FOR_ACCESS, Target, check_access
@@ -350,6 +351,7 @@ _UNSET: Any = object()
 
 
 def _progress_bar(enabled: bool) -> Any:
+    """A bare rich Progress on stderr (kept for callers of old; new code uses ``audit_sdk.progress.track``)."""
     if not enabled:
         return None
     from rich.console import Console
@@ -379,7 +381,7 @@ def run_audit(
     config: Any = None,
     privacy: dict[str, Any] | Any | None = None,
     defenses: Sequence[Any] = (),
-    progress: bool = False,
+    progress: bool | None = None,
     label: str | None = None,
     on_attack_error: str = "raise",
 ) -> AuditReport:
@@ -404,7 +406,9 @@ def run_audit(
             (its defenses' reports and notes).
         defenses: output defenses (Defense instances or ``(name, params)``) that wrap the target
             before it is audited, applied after the config's.
-        progress: show a progress bar (rich) on stderr.
+        progress: show progress on stderr: a bar per attack and its inner loops in a terminal,
+            plain lines in a log (``audit_sdk.progress``); None follows ``progress_mode`` or
+            ``context.progress``, off by default.
         label: a short name for the audited model, shown in reports.
         on_attack_error: ``"raise"`` (default) lets an attack's exception propagate;
             ``"record"`` records it in ``report.failures`` (and report.json, as a failed attack
@@ -483,7 +487,7 @@ def run_audit(
     if context is not None:
         ctx = context
     else:
-        ctx = RunContext(registry=reg, progress=progress)
+        ctx = RunContext(registry=reg, progress=bool(progress))
         if cfg is not None:
             own_executor = ctx.executor = cfg.executor.make()
     seed_seq = np.random.SeedSequence(int(as_generator(rng).integers(0, 2**63 - 1)))
@@ -491,36 +495,30 @@ def run_audit(
     results = []
     failures: list[dict[str, Any]] = []
     order: list[str] = []
-    bar = _progress_bar(progress)
+    show = progress if progress is not None else (True if ctx.progress else None)
     try:
-        if bar is not None:
-            bar.start()
-            task = bar.add_task(f"auditing{' ' + label if label else ''}", total=len(attack_objs))
-        for att, child in zip(attack_objs, seed_seq.spawn(len(attack_objs))):
-            if bar is not None:
-                bar.update(task, description=f"{label + ': ' if label else ''}{att.name}")
-            try:
-                res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
-                _ = res.metrics  # metrics of a malformed result fail here, charged to the attack
-            except Exception as exc:
-                from .errors import PluginError
-                from .executor import RunCancelled
+        with progress_mode(show), track(f"auditing{' ' + label if label else ''}", len(attack_objs)) as bar:
+            for att, child in zip(attack_objs, seed_seq.spawn(len(attack_objs))):
+                bar.update(description=f"auditing{' ' + label if label else ''} [{att.name}]")
+                try:
+                    res = run_attack(att, tgt, data, rng=np.random.default_rng(child), context=ctx)
+                    _ = res.metrics  # metrics of a malformed result fail here, charged to the attack
+                except Exception as exc:
+                    from .errors import PluginError
+                    from .executor import RunCancelled
 
-                # cancellation and strict-mode plugin faults end the run; anything else is this attack's failure
-                if on_attack_error == "raise" or isinstance(exc, (RunCancelled, PluginError)):
-                    raise
-                failures.append(_failure(att, exc))
-                order.append("failed")
-            else:
-                results.append(res)
-                order.append("ok")
-                key = att.name if att.name not in timings else f"{att.name}#{len(results)}"
-                timings[key] = res.seconds
-            if bar is not None:
-                bar.advance(task)
+                    # cancellation and strict-mode plugin faults end the run; anything else is this attack's failure
+                    if on_attack_error == "raise" or isinstance(exc, (RunCancelled, PluginError)):
+                        raise
+                    failures.append(_failure(att, exc))
+                    order.append("failed")
+                else:
+                    results.append(res)
+                    order.append("ok")
+                    key = att.name if att.name not in timings else f"{att.name}#{len(results)}"
+                    timings[key] = res.seconds
+                bar.advance()
     finally:
-        if bar is not None:
-            bar.stop()
         if own_executor is not None:
             own_executor.close()
     timings["total"] = time.perf_counter() - t_start

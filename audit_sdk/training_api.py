@@ -43,6 +43,7 @@ def train(
     y_val: Any = None,
     pm: Any = None,
     rng: RNGLike = None,
+    progress: bool | None = None,
     **defense_options: Any,
 ) -> Any:
     """Train ``model`` on (x, y) with ``defense`` and return the Trainer's ``TrainResult``.
@@ -54,6 +55,8 @@ def train(
             digits and validates on the other 20% (``history[i]["val_accuracy"]``).
         defense: a Defense instance, a registered name (``"dp-sgd"`` or ``"defense.dp-sgd"``), a
             sequence of those, or None for plain training.
+        progress: show epochs, loss and epsilon spent on stderr (a bar in a terminal, plain lines
+            in a log; None follows ``audit_sdk.progress.progress_mode``, off by default).
         **defense_options: options of a single named defense, e.g. ``target_epsilon=3.0,
             delta=1e-5, max_grad_norm=1.0`` for DP-SGD.
 
@@ -99,5 +102,5 @@ def train(
             n_classes = max(n_classes, int(np.asarray(y_val).max()) + 1)
         model = make_model(model, input_shape=xa.shape[1:], n_classes=n_classes, seed=seed)
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, device=device, seed=seed)  # type: ignore[arg-type]
-    trainer = Trainer(cfg, defenses=defenses, pm=pm)
+    trainer = Trainer(cfg, defenses=defenses, pm=pm, progress=progress)
     return trainer.fit(model, xa, ya, x_val=x_val, y_val=y_val, rng=rng)

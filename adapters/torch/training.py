@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from audit_sdk._rng import RNGLike, as_generator
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.interfaces import Defense
+from audit_sdk.progress import track
 
 from ._util import resolve_device
 
@@ -168,9 +169,18 @@ class Trainer:
         defenses: Defense instances, applied in order.
         pm: a plugin manager whose ``on_train_step`` / ``on_epoch_end`` hooks observe training
             (default: none, so training in a library call has no side effects).
+        progress: show epochs, steps, loss and epsilon spent on stderr (``audit_sdk.progress``;
+            None follows the mode around the call, off in a plain library call).
     """
 
-    def __init__(self, config: TrainConfig | dict[str, Any] | None = None, *, defenses: Sequence[Defense] = (), pm: Any = None) -> None:
+    def __init__(
+        self,
+        config: TrainConfig | dict[str, Any] | None = None,
+        *,
+        defenses: Sequence[Defense] = (),
+        pm: Any = None,
+        progress: bool | None = None,
+    ) -> None:
         if config is None:
             config = TrainConfig()
         elif isinstance(config, dict):
@@ -181,6 +191,7 @@ class Trainer:
         self.config = config
         self.defenses = list(defenses)
         self.pm = pm
+        self.progress = progress
 
     def _optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         c = self.config
@@ -239,6 +250,30 @@ class Trainer:
         y_t = torch.from_numpy(ya.astype(np.int64)).to(dev)
         history: list[dict[str, Any]] = []
         steps_per_epoch = max(1, int(round(n / c.batch_size)))
+        with track(f"training ({c.epochs} epochs)", c.epochs, enabled=self.progress) as bar:
+            self._epochs(model, opt, ctx, handlers, x_t, y_t, gen_np, n, steps_per_epoch, history, x_val, y_val, dev, bar)
+        model.eval()
+        reports = {d.name: d.on_train_end(ctx) for d in self.defenses}
+        return TrainResult(model=model, history=history, defenses=reports, steps=ctx.step, stop_reason=ctx.stop_reason, notes=ctx.notes)
+
+    def _epochs(
+        self,
+        model: torch.nn.Module,
+        opt: torch.optim.Optimizer,
+        ctx: TrainContext,
+        handlers: list[Defense],
+        x_t: torch.Tensor,
+        y_t: torch.Tensor,
+        gen_np: np.random.Generator,
+        n: int,
+        steps_per_epoch: int,
+        history: list[dict[str, Any]],
+        x_val: Any,
+        y_val: Any,
+        dev: Any,
+        bar: Any,
+    ) -> None:
+        c = self.config
         for epoch in range(c.epochs):
             ctx.epoch = epoch
             model.train()
@@ -279,11 +314,9 @@ class Trainer:
             history.append(rec)
             if self.pm is not None:
                 self.pm.hook.on_epoch_end(epoch=epoch, metrics=dict(rec), context=ctx)
+            bar.advance(steps=ctx.step, loss=rec["loss"], epsilon=rec.get("epsilon"), val_accuracy=rec.get("val_accuracy"))
             if ctx.stop_reason:
                 break
-        model.eval()
-        reports = {d.name: d.on_train_end(ctx) for d in self.defenses}
-        return TrainResult(model=model, history=history, defenses=reports, steps=ctx.step, stop_reason=ctx.stop_reason, notes=ctx.notes)
 
     @staticmethod
     def _poisson_batch(rng: np.random.Generator, n: int, q: float) -> np.ndarray:

@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import AuditSDKError, AuditSDKWarning, PolicyViolationError
+from ..progress import progress_mode
+from ._common import THREADED_COMMANDS, add_threads_option, apply_threads
 
 __all__ = ["main", "COMMANDS"]
 
@@ -107,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for mod in COMMANDS:
         importlib.import_module(f".{mod}", __name__).add_parser(sub)
+    for name in THREADED_COMMANDS:
+        cmd = sub.choices.get(name)
+        if cmd is not None and "--threads" not in cmd._option_string_actions:
+            add_threads_option(cmd)
+        if cmd is not None and "--quiet" not in cmd._option_string_actions:
+            cmd.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (results and errors still print)")
     return parser
 
 
@@ -135,7 +143,11 @@ def _main(argv: list[str]) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
+        # progress of long steps on stderr (bars in a terminal, plain lines in a log); --quiet silences it
+        if args.command in THREADED_COMMANDS:
+            apply_threads(getattr(args, "threads", None))
+        with progress_mode("off" if getattr(args, "quiet", False) else "auto"):
+            return int(args.func(args) or 0)
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (EXIT_OK if code is None else EXIT_USAGE)

@@ -52,7 +52,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--privacy", metavar="FILE", help="JSON file of the DP training run's figures (epsilon, delta, ...) shown in the report")
     p.add_argument("--no-html", action="store_true", help="do not write report.html")
-    p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table")
+    p.add_argument("--json", action="store_true", help="print report.json to stdout instead of the table; writes files only with --out")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors (and --json output); no progress bar")
     p.add_argument(
         "--executor", choices=["local", "ray"], help="where fan-out work (reference models) runs (default: the config's, else local)"
@@ -66,10 +66,17 @@ def run(args: argparse.Namespace) -> int:
     from ..config import AuditConfig, load_config
     from ..data import load_npz
     from ..errors import InvalidParameterError, PolicyViolationError
-    from ..gate import parse_rules, validate_rule_targets
+    from ..gate import describe_outcome, parse_rules, validate_rule_targets
     from ..registry import get_registry
     from ..run import run_audit
 
+    # `--attacks a b model.onnx` hands the model to --attacks (nargs="+"): say so, not "unknown attack"
+    for name in split_names(args.attacks):
+        if Path(name).exists() or name.lower().endswith((".onnx", ".npz", ".pt", ".pkl", ".joblib")):
+            raise InvalidParameterError(
+                f"--attacks got {name!r}, which looks like a file, not an attack name: --attacks takes every word after it. "
+                f"Put the model first (audit-sdk audit {name} --data DATA.npz --attacks NAME ...) or end the list with --."
+            )
     # Check everything the user typed before any work, and report every problem at once.
     problems = Problems()
     problems.positive("--batch-size", args.batch_size)
@@ -137,7 +144,10 @@ def run(args: argparse.Namespace) -> int:
             problems.add(f"--privacy {args.privacy!r}: cannot read JSON ({exc})")
 
     out = Path(args.out or (cfg.output.dir if cfg is not None else "audit-sdk-out"))
-    problems.out_dir(out)
+    # --json prints the report; it writes files (report, artefacts, cache) only where --out or a config says
+    write_files = not args.json or bool(args.out) or cfg is not None
+    if write_files:
+        problems.out_dir(out)
     problems.raise_if_any()
     assert data is not None and model is not None
 
@@ -162,8 +172,14 @@ def run(args: argparse.Namespace) -> int:
             target_options={"batch_size": batch, **target_options(args)},
             config=cfg,
             privacy=privacy,
-            progress=show_progress,
-            context=RunContext(registry=reg, executor=executor, cache_dir=out / "cache", out_dir=out, progress=show_progress),
+            progress=None,  # the CLI's mode: bars in a terminal, lines in a log, nothing with --quiet
+            context=RunContext(
+                registry=reg,
+                executor=executor,
+                cache_dir=out / "cache" if write_files else None,
+                out_dir=out if write_files else None,
+                progress=show_progress,
+            ),
             on_attack_error="record",
         )
     finally:
@@ -177,16 +193,16 @@ def run(args: argparse.Namespace) -> int:
         except InvalidParameterError:
             if not report.failures:
                 raise  # a rule naming a failed attack cannot be checked; the failure is reported below
-    write_json = cfg.output.json_report if cfg is not None else True
-    write_html = (cfg.output.html if cfg is not None else True) and not args.no_html
-    path = report.to_json(out / "report.json") if write_json or args.json else None
+    write_json = (cfg.output.json_report if cfg is not None else True) and write_files
+    write_html = (cfg.output.html if cfg is not None else True) and not args.no_html and write_files
+    path = report.to_json(out / "report.json") if write_json else None
     html = report.to_html(out / "report.html") if write_html else None
     if args.json:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     elif not args.quiet:
         print(report.summary())
         for o in report.policy:
-            print(f"{'FAILED' if o['failed'] else 'passed'}: {o['rule']}  ({o['subject']} = {o['value']:.6g})")
+            print(describe_outcome(o))
         print()
         if path is not None:
             print(f"report: {path}")

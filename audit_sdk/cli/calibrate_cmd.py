@@ -9,10 +9,10 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("calibrate", help="noise multiplier (or sigma0 of a decay schedule) meeting a target epsilon")
-    p.add_argument("--target-epsilon", type=float, required=True)
+    p.add_argument("--target-epsilon", type=float, required=True, help="the epsilon the noise must meet")
     p.add_argument("--sample-rate", type=float, required=True, help="batch size / dataset size")
     p.add_argument("--steps", type=int, required=True, help="number of training steps")
-    p.add_argument("--delta", type=float, required=True)
+    p.add_argument("--delta", type=float, required=True, help="the delta of (epsilon, delta)-DP, e.g. 1e-5 (below 1 / dataset size)")
     p.add_argument("--accountant", default="acct.rdp", help="acct.rdp (default), acct.pld, acct.gdp, acct.zcdp; bare names work")
     p.add_argument("--decay-policy", choices=["time", "step", "exp"], help="calibrate sigma0 of dp.ada-gaussian's schedule")
     p.add_argument("--decay-rate", type=float, default=6e-6, help="decay rate of --decay-policy (default 6e-6)")
@@ -32,10 +32,14 @@ def run(args: argparse.Namespace) -> int:
         from ..plugins.dp.mechanisms import AdaGaussian
 
         schedule = AdaGaussian(decay_policy=args.decay_policy, noise_decay_rate=args.decay_rate).factors
+    from ..progress import track
+
     kw = {"allow_approximate": True} if args.allow_approximate else {}
-    sigma = acct.calibrate(
-        target_epsilon=args.target_epsilon, delta=args.delta, sample_rate=args.sample_rate, steps=args.steps, schedule=schedule, **kw
-    )
+    # a decaying schedule composes a heterogeneous history per trial (tens of seconds): show it is alive
+    with track(f"calibrating {'sigma0' if schedule else 'the noise multiplier'} ({acct.name}, {args.steps} steps)"):
+        sigma = acct.calibrate(
+            target_epsilon=args.target_epsilon, delta=args.delta, sample_rate=args.sample_rate, steps=args.steps, schedule=schedule, **kw
+        )
     from .epsilon_cmd import history
 
     ns = argparse.Namespace(

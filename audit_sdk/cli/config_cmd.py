@@ -17,7 +17,7 @@ def add_parser(sub: Any) -> None:
     )
     csub.add_parser("example", help="print a commented YAML config that validates").set_defaults(func=run_example)
     chk = csub.add_parser("check", help="validate a YAML/JSON config; print the errors with their field paths")
-    chk.add_argument("file")
+    chk.add_argument("file", help="the YAML or JSON config to check")
     chk.set_defaults(func=run_check)
 
 

@@ -44,7 +44,7 @@ def add_parser(sub: Any) -> None:
         help="train digits models (memorising baseline, DP-SGD, suppress), export to ONNX, attack them, write the HTML report",
     )
     p.add_argument("--out", default=None, help="output directory (default: audit-sdk-out/demo, or audit-sdk-out/demo-lm with --lm)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, training and attacks (default 0)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per model (default 60; the --lm demo picks its own)")
     p.add_argument(
         "--lm",

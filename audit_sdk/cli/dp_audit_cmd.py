@@ -61,7 +61,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--canary", metavar="KIND", help=f"what a canary is: {', '.join(CANARIES)} (default gradient)")
     p.add_argument("--threat-model", metavar="MODEL", help=f"{', '.join(THREAT_MODELS)} (default white-box: every released update)")
     p.add_argument("--mode", metavar="MODE", help=f"{', '.join(MODES)} (default one-run)")
-    p.add_argument("--runs", type=int, metavar="N", help="training runs in multi-run mode (default 32; 32 runs prove at most ~1.0 at 95%)")
+    p.add_argument("--runs", type=int, metavar="N", help="training runs in multi-run mode (default 32; 32 runs prove at most ~1.0 at 95%%)")
     p.add_argument("--epochs", type=int, metavar="N", help="training epochs (default 20)")
     p.add_argument("--batch-size", type=int, metavar="N", help="training batch size (default 128)")
     p.add_argument("--lr", type=float, help="learning rate (default 0.01)")
@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     problems = Problems()
     problems.out_dir(out)
     problems.raise_if_any()
-    show_progress = not args.json and sys.stderr.isatty()
+    show_progress = not (args.json or args.quiet) and sys.stderr.isatty()
     # with --out, each finished training run is cached under DIR/cache: a rerun (or an interrupted
     # multi-run audit) picks up where it stopped
     context = RunContext(registry=reg, cache_dir=out / "cache" if out is not None else None, out_dir=out, progress=show_progress)
@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
             rng=seed,
             registry=reg,
             context=context,
-            progress=show_progress,
+            progress=None,  # the CLI's mode: bars in a terminal, lines in a log, nothing with --quiet
             label=f"{args.model}, {defense or 'no defense'}",
             **options,
         )

@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--noise-multiplier", type=float, help="noise std / clip norm (sigma0 with --decay-policy)")
     p.add_argument("--sample-rate", type=float, help="batch size / dataset size")
     p.add_argument("--steps", type=int, help="number of training steps")
-    p.add_argument("--delta", type=float, required=True)
+    p.add_argument("--delta", type=float, required=True, help="the delta of (epsilon, delta)-DP, e.g. 1e-5 (below 1 / dataset size)")
     p.add_argument("--decay-policy", choices=["time", "step", "exp"], help="noise decays as dp.ada-gaussian's schedule")
     p.add_argument("--decay-rate", type=float, default=6e-6, help="decay rate of --decay-policy (default 6e-6)")
     p.add_argument(

@@ -42,24 +42,55 @@ def run(args: argparse.Namespace) -> int:
         json.dump({"components": infos, "plugins": plugins, "broken": list(broken.values())}, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    from rich.console import Console
-    from rich.table import Table
+    import shutil
+    import textwrap
 
-    console = Console()
-    table = Table(title="audit-sdk components")
-    table.add_column("kind", no_wrap=True)
-    table.add_column("name", no_wrap=True)
-    for col in ("summary", "options", "package"):
-        table.add_column(col)
-    for i in infos:
-        opts = ", ".join(f"{k}={v.get('default', '?')!r}" for k, v in i["options"].get("properties", {}).items())
-        table.add_row(i["kind"], i["name"], i["summary"], opts, f"{i['package']} {i['version']}".strip())
-    console.print(table)
-    ptable = Table(title="plugins")
-    for col in ("plugin", "package", "hooks"):
-        ptable.add_column(col)
+    width = max(40, min(shutil.get_terminal_size((100, 24)).columns, 120))
+
+    def wrap(text: str, indent: str) -> str:
+        # every word shown, wrapped to the terminal: nothing is cut at the right edge
+        return textwrap.fill(text, width=width, initial_indent=indent, subsequent_indent=indent + "  ", break_on_hyphens=False)
+
+    kinds = {"attack": "attacks", "defense": "defenses", "mechanism": "mechanisms", "accountant": "accountants"}
+    lines: list[str] = []
+    for kind in ("attack", "defense", "mechanism", "accountant"):
+        group = [i for i in infos if i["kind"] == kind]
+        if not group:
+            continue
+        lines.append(f"{kinds[kind]} ({len(group)})")
+        for i in group:
+            lines.append(wrap(f"{i['name']}  [{i['package']} {i['version']}]".rstrip(), "  "))
+            if i["summary"]:
+                lines.append(wrap(i["summary"], "      "))
+            opts = _options(reg, kind, i["name"], i["options"])
+            if opts:
+                lines.append(wrap("options: " + ", ".join(opts), "      "))
+        lines.append("")
+    lines.append(f"plugins ({len(plugins)})")
     for p in plugins:
-        status = ", ".join(p["hooks"]) if p["status"] == "ok" else f"BROKEN ({p['stage']}): {p['error']}"
-        ptable.add_row(p["name"], f"{p['package']} {p['version']}".strip(), status)
-    console.print(ptable)
+        status = (": " + ", ".join(p["hooks"]) if p["hooks"] else "") if p["status"] == "ok" else f": BROKEN ({p['stage']}): {p['error']}"
+        lines.append(wrap(f"{p['name']}  [{p['package']} {p['version']}]".rstrip() + status, "  "))
+    sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _options(reg: Any, kind: str, name: str, schema: dict[str, Any]) -> list[str]:
+    """``key=default`` per option; a default built by a factory is shown as built, a required one as such."""
+    fields: dict[str, Any] = {}
+    try:
+        fields = dict(reg.get(kind, name).Params.model_fields)
+    except Exception:  # noqa: BLE001 - a component without a pydantic Params: fall back to the schema
+        fields = {}
+    out = []
+    for key, prop in schema.get("properties", {}).items():
+        f = fields.get(key)
+        if f is not None:
+            if f.is_required():
+                out.append(f"{key} (required)")
+                continue
+            out.append(f"{key}={f.get_default(call_default_factory=True)!r}")
+        elif "default" in prop:
+            out.append(f"{key}={prop['default']!r}")
+        else:
+            out.append(f"{key} (required)")
+    return out

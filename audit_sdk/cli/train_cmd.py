@@ -18,17 +18,25 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--data", help="NPZ with x, y (or x_members, y_members); default: the embedded digits (80%% train, 20%% validation)")
     p.add_argument("--model", default="cnn", help="mlp, cnn or lenet (default cnn)")
     p.add_argument("--target-epsilon", type=float, help="DP-SGD budget (calibrates the noise unless --noise-multiplier is given)")
-    p.add_argument("--delta", type=float, default=1e-5)
-    p.add_argument("--noise-multiplier", type=float)
-    p.add_argument("--max-grad-norm", type=float, default=1.0)
-    p.add_argument("--accountant", default="acct.rdp")
+    p.add_argument("--delta", type=float, default=1e-5, help="DP-SGD delta (default 1e-5; below 1 / training-set size)")
+    p.add_argument(
+        "--noise-multiplier",
+        type=float,
+        help="DP-SGD noise std / clip bound; with --target-epsilon, training stops when the budget is spent",
+    )
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="per-sample gradient clip bound (default 1.0)")
+    p.add_argument("--accountant", default="acct.rdp", help="privacy accountant: acct.rdp (default), acct.pld, acct.zcdp, acct.gdp")
     p.add_argument("--mechanism", default="dp.gaussian", help="dp.gaussian or dp.ada-gaussian")
-    p.add_argument("--adaptive-clipping", action="store_true")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "momentum"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--adaptive-clipping", action="store_true", help="let the clip bound follow a quantile of per-sample norms (Andrew et al. 2021)"
+    )
+    p.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="(expected) batch size; DP-SGD samples each example with rate batch / n (default 256)"
+    )
+    p.add_argument("--lr", type=float, default=1e-2, help="learning rate (default 1e-2)")
+    p.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "momentum"], help="optimizer (default adam)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the data split, initialisation and sampling (default 0)")
     p.add_argument(
         "--param", action="append", metavar="NAME.KEY=VALUE", help="extra defense option, e.g. defense.dp-sgd.clipping=per-layer"
     )

@@ -26,7 +26,16 @@ from ..errors import BackendUnavailableError, InvalidParameterError
 if TYPE_CHECKING:
     from ..run import AuditReport
 
-__all__ = ["generic_table", "render_html", "verdict"]
+__all__ = ["LEVEL_WORDS", "claimed_epsilon", "generic_table", "render_html", "verdict"]
+
+#: What each verdict level is called on the page: words no model label uses ("none" is the grid's
+#: name for the undefended model, so the level is never shown as a bare "none").
+LEVEL_WORDS = {
+    "violated": "DP guarantee violated",
+    "high": "high leakage",
+    "measurable": "measurable leakage",
+    "none": "no leakage detected",
+}
 
 #: Verdict thresholds. "High": an attack identifies members with little error at a low false
 #: positive rate, or proves epsilon >= 1. "Measurable": statistically significant leakage
@@ -49,6 +58,53 @@ def _fmt(v: Any) -> str:
     if isinstance(v, (dict, list, tuple)):
         return json.dumps(v, default=str)
     return str(v)
+
+
+def claimed_epsilon(report: AuditReport) -> tuple[float | None, str | None]:
+    """The model's one claimed epsilon and the accountant that proved it (None, None without DP).
+
+    The tightest of the figures in ``report.privacy`` (the training run's own report: every
+    accountant's figure is an upper bound); the accountant is the one named beside that figure,
+    or "unnamed" when the caller passed a bare ``{"epsilon": ...}``.
+    """
+    found: list[tuple[float, str]] = []
+
+    def walk(node: Any, acct: str | None) -> None:
+        if isinstance(node, Mapping):
+            own = node.get("accountant")
+            name = own if isinstance(own, str) else acct
+            v = node.get("epsilon")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                found.append((float(v), name or "unnamed accountant"))
+            for key, child in node.items():
+                if isinstance(child, Mapping):  # {"acct.pld": {"epsilon": ...}} names its accountant by key
+                    walk(child, key if isinstance(key, str) and key.startswith("acct.") else name)
+
+    walk(report.privacy or {}, None)
+    if not found:
+        return None, None
+    return min(found)
+
+
+def _recipe_finding(res: Any) -> tuple[str, bool]:
+    """A sentence on a DP audit of the training recipe (audit.dp), and whether it found leakage."""
+    claim = res.extra.get("claimed_epsilon")
+    lb = float(res.metrics["epsilon_lower_bound"])
+    acct = ""
+    accts = res.extra.get("dp_audit", {}).get("accountants") if isinstance(res.extra.get("dp_audit"), Mapping) else None
+    if isinstance(claim, (int, float)) and isinstance(accts, Mapping):
+        best = [k for k, v in accts.items() if isinstance(v, Mapping) and v.get("epsilon") == claim]
+        acct = f" ({best[0]})" if best else ""
+    if isinstance(claim, (int, float)):
+        return (
+            f"{res.attack} (training recipe, re-run with canaries): proves epsilon >= {lb:.3g}, "
+            f"{'above' if lb > claim else 'within'} its run's claim {claim:.3g}{acct}",
+            lb > claim,
+        )
+    return (
+        f"{res.attack} (training recipe, re-run with canaries): proves epsilon >= {lb:.3g} and the recipe claims no DP",
+        lb >= HIGH["epsilon_lower_bound"],
+    )
 
 
 def verdict(report: AuditReport) -> dict[str, Any]:
@@ -117,13 +173,39 @@ def verdict(report: AuditReport) -> dict[str, Any]:
                 + (f", consistent with the claimed epsilon {claim:.3g}" if isinstance(claim, (int, float)) else " (the run claims no DP)")
             )
         text = "; ".join(parts) + "."
+    # Every section is accounted for: a recipe audit that proves real leakage of the training
+    # recipe without a DP claim raises the level to "measurable" (its canaries are not this
+    # model's members, so not to "high"); reconstructions are named as left out, with why.
+    recipe_notes = []
+    for r in recipe:
+        sentence, leaks = _recipe_finding(r)
+        recipe_notes.append(sentence)
+        if leaks and level == "none":
+            level = "measurable"
+            if len(recipe) < len(members):  # alone, the recipe audit's own sentence (above) says it
+                text = "The membership attacks find no leakage of this model's members, but the DP audit of its training recipe does."
+        if leaks and level != "violated" and sentence not in reasons:
+            reasons.append(sentence)
+    left_out = [
+        f"{r.attack}: reconstruction quality (SSIM {r.metrics['ssim']:.3g}) is reported in its own section; "
+        "it does not set the membership level"
+        for r in report.results
+        if r.kind == "reconstruction"
+    ]
     failed = [p for p in report.policy if p.get("failed")]
+    level = level if members else "none"
+    claim, accountant = claimed_epsilon(report)
     return {
-        "level": level if members else "none",
+        "level": level,
+        "level_words": LEVEL_WORDS[level],
         "text": text,
         "reasons": reasons,
+        "recipe": recipe_notes,
+        "left_out": left_out,
         "policy_failed": [p["rule"] for p in failed],
         "theoretical_epsilon": eps,
+        "claimed_epsilon": claim,
+        "accountant": accountant,
         "empirical_epsilon": lb[0],
     }
 
@@ -184,6 +266,28 @@ def generic_table(obj: Any, *, first: str = "slice") -> dict[str, Any] | None:
     return None
 
 
+def _breakable(text: Any) -> Any:
+    """HTML-escaped text with break opportunities after ``_ . @ /`` (long column names wrap, not overflow)."""
+    import re
+
+    from markupsafe import Markup, escape
+
+    # a dot breaks only before a letter ("mia.lira"), never inside a number ("0.6248")
+    return Markup(re.sub(r"([_@/]|\.(?=[A-Za-z]))", r"\1<wbr>", str(escape(str(text)))))
+
+
+def _key_values(obj: Any) -> list[list[str]]:
+    """(key, value) rows of a nested mapping, keys dotted; long lists shortened (a table, not JSON)."""
+    if not isinstance(obj, Mapping):
+        return [["value", _fmt(obj)]]
+    rows = []
+    for k, v in _flatten(obj).items():
+        if isinstance(v, (list, tuple)):
+            v = ", ".join(_fmt(x) for x in v[:8]) + (f", ... ({len(v)} in all)" if len(v) > 8 else "")
+        rows.append([str(k), _fmt(v)])
+    return rows
+
+
 def _recipe_audit(res: Any) -> bool:
     """A result that trained its own run and carries that run's claim (``audit.dp``)."""
     return isinstance(res.extra, Mapping) and "claimed_epsilon" in res.extra
@@ -192,15 +296,17 @@ def _recipe_audit(res: Any) -> bool:
 def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for rep in reports:
-        for r, res in zip(rep.rows(), rep.results):
+        for r in rep.rows():
             row: dict[str, Any] = {"model": rep.label or "model"}
             row.update(r)
-            eps = rep.theoretical_epsilon()
-            if _recipe_audit(res):  # audit.dp trained its own run: its claim is the one to read beside it
-                eps = res.extra["claimed_epsilon"]
-            row["accountant_eps"] = eps
-            for k, v in rep.utility.items():
-                row[k] = v
+            # one claimed epsilon per model, with the accountant that proved it (a DP audit's own
+            # re-run and its claim are in the DP-audit rows below, not here)
+            # per-model figures sit once per model in the verdict table when there are several
+            if len(reports) == 1:
+                eps, acct = claimed_epsilon(rep)
+                row["claimed_eps"] = f"{_fmt(eps)} ({acct})" if eps is not None else "no DP"
+                for k, v in rep.utility.items():
+                    row[k] = v
             rows.append(row)
     cols: list[str] = []
     for r in rows:
@@ -224,7 +330,11 @@ def _tradeoffs(reports: Sequence[AuditReport]) -> list[dict[str, str]]:
     figs: list[dict[str, str]] = []
     if len(with_util) < 2:
         return figs
-    names = list(dict.fromkeys(res.attack for rep in with_util for res in rep.results if res.kind == "membership"))
+    # recipe audits (audit.dp) measure the training recipe with canaries, not the served model: they
+    # get their own section, and an AUC of 1 there would flatten every model's curve here
+    names = list(
+        dict.fromkeys(res.attack for rep in with_util for res in rep.results if res.kind == "membership" and not _recipe_audit(res))
+    )
     for metric, label in (("auc", "attack AUC"), ("tpr1", "attack TPR at 1% FPR")):
         series: dict[str, list[tuple[str, float, float]]] = {}
         for name in names:
@@ -241,7 +351,7 @@ def _tradeoffs(reports: Sequence[AuditReport]) -> list[dict[str, str]]:
                 "png": tradeoff_figure(series, xlabel="test accuracy", ylabel=label, title=f"privacy-utility: {label}"),
             }
         )
-    dp = [r for r in with_util if r.theoretical_epsilon() is not None]
+    dp = [r for r in with_util if claimed_epsilon(r)[0] is not None]
     if dp:
         series = {}
         for name in names:
@@ -249,14 +359,14 @@ def _tradeoffs(reports: Sequence[AuditReport]) -> list[dict[str, str]]:
             for rep in dp:
                 for res in rep.results:
                     if res.attack == name and res.kind == "membership":
-                        pts.append((rep.label or "?", float(rep.theoretical_epsilon() or 0.0), float(res.metrics["epsilon_lower_bound"])))
+                        pts.append((rep.label or "?", float(claimed_epsilon(rep)[0] or 0.0), float(res.metrics["epsilon_lower_bound"])))
             series[name] = pts
         figs.append(
             {
                 "title": "Theoretical epsilon vs empirical lower bound",
                 "png": tradeoff_figure(
                     series,
-                    xlabel="accountant epsilon",
+                    xlabel="claimed epsilon (upper bound)",
                     ylabel="empirical epsilon lower bound",
                     title="epsilon: claimed vs measured",
                     diagonal=True,
@@ -288,36 +398,44 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
         raise InvalidParameterError("render_html needs at least one AuditReport.")
     reports = list(reports)
     t0 = time.perf_counter()
-    verdicts = [{"label": r.label or "model", **verdict(r)} for r in reports]
+    verdicts = [{"label": r.label or "model", "utility": dict(r.utility), **verdict(r)} for r in reports]
     cols, rows = _headline_rows(reports)
 
     # ROC per membership attack, one curve per model.
-    rocs = []
+    rocs: list[dict[str, str]] = []
+    recipe_rocs: list[dict[str, str]] = []
     names = list(dict.fromkeys(res.attack for rep in reports for res in rep.results if res.kind == "membership"))
     for name in names:
         curves = []
+        recipe = False
         for rep in reports:
             for res in rep.results:
                 if res.attack == name and res.kind == "membership":
+                    recipe = recipe or _recipe_audit(res)
                     fpr, tpr, _ = res.roc()
                     lab = f"{rep.label + ': ' if rep.label else ''}AUC {res.metrics['auc']:.3f}"
                     curves.append((lab, fpr, tpr, int(res.metrics["n_non_members"])))
-        rocs.append({"title": name, "png": roc_figure(curves, title=f"{name} (log-log ROC)")})
+        what = "canaries, log-log ROC" if recipe else "log-log ROC"
+        (recipe_rocs if recipe else rocs).append({"title": name, "png": roc_figure(curves, title=f"{name} ({what})")})
 
     # Accountant epsilon beside the empirical lower bound.
-    eps_rows = []
+    eps_rows, recipe_rows = [], []
     for rep in reports:
         members = [res for res in rep.results if res.kind == "membership"]
         lbs = [(res.metrics["epsilon_lower_bound"], res.attack) for res in members if not _recipe_audit(res)]
+        claim, acct = claimed_epsilon(rep)
         if lbs or not members:
             best = max(lbs) if lbs else (0.0, None)
-            eps_rows.append((rep.label or "model", rep.theoretical_epsilon(), best[0], best[1], rep.privacy))
+            eps_rows.append((rep.label or "model", claim, best[0], best[1], acct))
         for res in members:
-            if _recipe_audit(res):  # a DP audit's own training run, beside its own claim
-                name = f"{rep.label + ': ' if rep.label else ''}{res.attack}'s run"
-                eps_rows.append((name, res.extra["claimed_epsilon"], res.metrics["epsilon_lower_bound"], res.attack, None))
+            if _recipe_audit(res):  # a DP audit's own training run (the recipe), beside its own claim
+                own = res.extra["claimed_epsilon"]
+                accts = res.extra.get("dp_audit", {}).get("accountants") if isinstance(res.extra.get("dp_audit"), Mapping) else None
+                by = next((k for k, v in (accts or {}).items() if isinstance(v, Mapping) and v.get("epsilon") == own), None)
+                recipe_rows.append((rep.label or "model", own, res.metrics["epsilon_lower_bound"], res.attack, by))
     any_dp = any(r[1] is not None for r in eps_rows)
     eps_png = epsilon_figure([(r[0], r[1], r[2]) for r in eps_rows]) if eps_rows and (any_dp or len(eps_rows) > 1) else None
+    recipe_png = epsilon_figure([(r[0], r[1], r[2]) for r in recipe_rows]) if recipe_rows else None
 
     slices = []
     grids = []
@@ -348,11 +466,17 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
     details = [
         {
             "label": rep.label or "model",
-            "target": rep.target,
-            "data": rep.data,
-            "timings": rep.timings,
-            "privacy": rep.privacy,
-            "utility": rep.utility,
+            "groups": [
+                {"title": title, "rows": _key_values(obj)}
+                for title, obj in (
+                    ("model", rep.target),
+                    ("data", rep.data),
+                    ("utility", rep.utility),
+                    ("privacy (training run)", rep.privacy),
+                    ("timings (seconds)", rep.timings),
+                )
+                if obj
+            ],
         }
         for rep in reports
     ]
@@ -362,6 +486,7 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
         undefined=jinja2.StrictUndefined,
     )
     env.filters["fmt"] = _fmt
+    env.filters["breakable"] = _breakable
     env.filters["pretty"] = lambda o: json.dumps(o, indent=2, default=str)
     page = env.get_template("report.html.j2").render(
         title=title or "audit-sdk report",
@@ -372,8 +497,12 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
         rows=rows,
         policy=policy,
         rocs=rocs,
-        eps_rows=[{"label": r[0], "theory": r[1], "empirical": r[2], "attack": r[3]} for r in eps_rows],
+        eps_rows=[{"label": r[0], "theory": r[1], "empirical": r[2], "attack": r[3], "accountant": r[4]} for r in eps_rows],
         eps_png=eps_png,
+        recipe_rows=[{"label": r[0], "theory": r[1], "empirical": r[2], "attack": r[3], "accountant": r[4]} for r in recipe_rows],
+        recipe_png=recipe_png,
+        recipe_rocs=recipe_rocs,
+        level_words=LEVEL_WORDS,
         tradeoffs=_tradeoffs(reports),
         slices=slices,
         grids=grids,
@@ -395,8 +524,27 @@ _ORDER = {"violated": 3, "high": 2, "measurable": 1, "none": 0}
 def _top_verdict(verdicts: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [r for v in verdicts for r in v["policy_failed"]]
     if len(verdicts) == 1:
-        return {**verdicts[0], "headline": verdicts[0]["text"], "policy_failed": failed}
+        return {
+            **verdicts[0],
+            "headline": f"{LEVEL_WORDS[verdicts[0]['level']]}: {verdicts[0]['text']}",
+            "policy_failed": failed,
+            "left_out": sorted({x.split(":")[0] for x in verdicts[0]["left_out"]}),
+        }
     worst = max(verdicts, key=lambda v: _ORDER[v["level"]])
     best = min(verdicts, key=lambda v: _ORDER[v["level"]])
-    headline = f"Most leaky: {worst['label']} ({worst['level']}). Least leaky: {best['label']} ({best['level']})."
-    return {"level": worst["level"], "headline": headline, "text": worst["text"], "reasons": worst["reasons"], "policy_failed": failed}
+    headline = (
+        f"Most leaky: model \u201c{worst['label']}\u201d, {LEVEL_WORDS[worst['level']]}. "
+        f"Least leaky: model \u201c{best['label']}\u201d, {LEVEL_WORDS[best['level']]}."
+    )
+    if worst["level"] == best["level"]:
+        headline = f"Every model: {LEVEL_WORDS[worst['level']]}."
+    return {
+        "level": worst["level"],
+        "level_words": LEVEL_WORDS[worst["level"]],
+        "headline": headline,
+        "text": worst["text"],
+        "reasons": worst["reasons"],
+        "recipe": [],
+        "left_out": sorted({x.split(":")[0] for v in verdicts for x in v["left_out"]}),
+        "policy_failed": failed,
+    }

@@ -26,9 +26,10 @@ def _figure(w: float = 5.0, h: float = 4.0) -> Any:
     return fig
 
 
-def _png(fig: Any) -> str:
+def _png(fig: Any, extra: Sequence[Any] = ()) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
+    # extra: artists outside the axes (legends beside the plot) the tight box must keep whole
+    fig.savefig(buf, format="png", bbox_inches="tight", bbox_extra_artists=list(extra) or None)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -41,16 +42,27 @@ def roc_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray, int]], *, tit
     fig = _figure()
     ax = fig.add_subplot()
     floor = 1.0
-    for label, fpr, tpr, n_neg in curves:
+    for i, (label, fpr, tpr, n_neg) in enumerate(curves):
         f0 = 0.5 / max(1, n_neg)
         floor = min(floor, f0)
-        ax.step(np.clip(fpr, f0, 1.0), np.clip(tpr, f0, 1.0), where="post", label=label, linewidth=1.6)
+        # drawn above the axes' spines and unclipped: a perfect attack (AUC 1) runs along the
+        # left and top edges and would otherwise hide under them
+        ax.step(
+            np.clip(fpr, f0, 1.0),
+            np.clip(tpr, f0, 1.0),
+            where="post",
+            label=label,
+            zorder=3,
+            clip_on=False,
+            linewidth=1.6 + 1.4 * (len(curves) - 1 - i) / max(1, len(curves) - 1),  # earlier curves wider: identical ones stay visible
+        )
     grid = np.logspace(math.log10(floor), 0, 50)
     ax.plot(grid, grid, linestyle="--", color="grey", linewidth=1, label="chance")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlim(floor, 1.0)
-    ax.set_ylim(floor, 1.0)
+    # a margin beyond [floor, 1] keeps curves on the edges visible
+    ax.set_xlim(floor / 1.6, 1.6)
+    ax.set_ylim(floor / 1.6, 1.6)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
     ax.set_title(title)
@@ -62,15 +74,22 @@ def roc_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray, int]], *, tit
 def tradeoff_figure(
     series: dict[str, list[tuple[str, float, float]]], *, xlabel: str, ylabel: str, title: str, diagonal: bool = False
 ) -> str:
-    """Points (one per model) joined per series, each point annotated with its model label.
+    """Points (one per model) joined per series: colour = series (attack), marker = model.
+
+    Models are told apart by marker shape in a second legend, not by text beside each point:
+    several attacks share a model's x (its accuracy), and labels there would pile up.
 
     Args:
         series: series name -> [(point label, x, y), ...].
         diagonal: draw y = x (e.g. empirical vs theoretical epsilon).
     """
-    fig = _figure()
+    from matplotlib.lines import Line2D
+
+    fig = _figure(6.0, 4.2)
     ax = fig.add_subplot()
     lo, hi = math.inf, -math.inf
+    shapes = "osD^vPX*<>ph"
+    models: dict[str, str] = {}
     for name, pts in series.items():
         pts = [p for p in pts if p[1] is not None and p[2] is not None and math.isfinite(p[1]) and math.isfinite(p[2])]
         if not pts:
@@ -78,18 +97,24 @@ def tradeoff_figure(
         xs = [p[1] for p in pts]
         ys = [p[2] for p in pts]
         lo, hi = min(lo, *xs, *ys), max(hi, *xs, *ys)
-        ax.plot(xs, ys, marker="o", linestyle=":", label=name)
+        (line,) = ax.plot(xs, ys, linestyle=":", label=name)
         for label, x, y in pts:
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            marker = models.setdefault(label, shapes[len(models) % len(shapes)])
+            ax.plot([x], [y], marker=marker, color=line.get_color(), linestyle="none", markersize=6, zorder=3)
     if diagonal and math.isfinite(lo):
         ax.plot([0, hi], [0, hi], linestyle="--", color="grey", linewidth=1, label="y = x")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, alpha=0.25)
+    legends = []
     if series:
-        ax.legend(fontsize=8)
-    return _png(fig)
+        first = ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), title="attack", title_fontsize=7)
+        ax.add_artist(first)
+        handles = [Line2D([], [], marker=m, color="#444", linestyle="none", label=lab) for lab, m in models.items()]
+        second = ax.legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.02, 0.0), title="model", title_fontsize=7)
+        legends = [first, second]
+    return _png(fig, legends)
 
 
 def epsilon_figure(rows: Sequence[tuple[str, float | None, float]]) -> str:
@@ -103,12 +128,15 @@ def epsilon_figure(rows: Sequence[tuple[str, float | None, float]]) -> str:
     x = np.arange(len(rows))
     theo = [r[1] if r[1] is not None and math.isfinite(r[1]) else 0.0 for r in rows]
     emp = [r[2] for r in rows]
-    ax.bar(x - 0.2, theo, width=0.4, label="accountant epsilon (upper bound)")
+    ax.bar(x - 0.2, theo, width=0.4, label="claimed epsilon (upper bound)")
     ax.bar(x + 0.2, emp, width=0.4, label="empirical lower bound")
     for i, r in enumerate(rows):
         if r[1] is None or not math.isfinite(r[1]):
             ax.annotate("no DP", (x[i] - 0.2, 0), textcoords="offset points", xytext=(0, 3), ha="center", fontsize=7)
-    ax.set_xticks(x, [r[0] for r in rows], rotation=20, ha="right", fontsize=8)
+    import textwrap
+
+    # long labels ("model: audit.dp's run") wrap instead of running into their neighbours
+    ax.set_xticks(x, ["\n".join(textwrap.wrap(r[0], 16)) or "?" for r in rows], rotation=0, ha="center", fontsize=7)
     ax.set_ylabel("epsilon")
     if max([*theo, *emp, 0.0]) > 50:  # a huge accountant epsilon would flatten the lower bounds
         ax.set_yscale("symlog", linthresh=1.0)

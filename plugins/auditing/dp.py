@@ -53,6 +53,7 @@ from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParamet
 from audit_sdk.executor import LocalExecutor
 from audit_sdk.fileio import atomic_write, write_text_atomic
 from audit_sdk.interfaces import Defense, PrivacyEvent
+from audit_sdk.progress import track
 from audit_sdk.run import _json_default
 from audit_sdk.target import Target
 
@@ -164,7 +165,14 @@ class DPAudit(Attack):
             ]
             # independent runs fan out through the run's executor (processes or Ray); each finished run is
             # also kept in the cache directory, so an interrupted audit resumes where it stopped
-            runs = executor.map(_train_and_score, tasks) if executor is not None else [_train_and_score(*t) for t in tasks]
+            with track(f"{self.name}: {p.runs} training runs", p.runs) as bar:
+                if executor is not None:
+                    runs = executor.map(_train_and_score, tasks, progress=bar)
+                else:
+                    runs = []
+                    for t in tasks:
+                        runs.append(_train_and_score(*t))
+                        bar.advance()
             scores, truth = np.array([r["scores"][0] for r in runs]), include_runs
         seconds = time.perf_counter() - t0
         delta = p.delta if p.delta is not None else float(runs[0]["defense"].get("delta", 1e-5) if runs[0]["defense"] else 1e-5)

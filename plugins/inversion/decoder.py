@@ -25,6 +25,7 @@ from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, NotFittedError
 from audit_sdk.metrics import ssim
+from audit_sdk.progress import track
 from audit_sdk.target import Target
 
 from . import _common as C
@@ -98,14 +99,16 @@ class InversionDecoder:
         opt = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         gen = torch.Generator().manual_seed(self.seed)
         n = len(f)
-        for _ in range(self.epochs):
-            perm = torch.randperm(n, generator=gen)
-            for i in range(0, n, self.batch_size):
-                idx = perm[i : i + self.batch_size]
-                loss = nn.functional.mse_loss(torch.sigmoid(net(f[idx])), t[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        with track(f"inversion.decoder: training the decoder on {n} queries", self.epochs) as bar:
+            for _ in range(self.epochs):
+                perm = torch.randperm(n, generator=gen)
+                for i in range(0, n, self.batch_size):
+                    idx = perm[i : i + self.batch_size]
+                    loss = nn.functional.mse_loss(torch.sigmoid(net(f[idx])), t[idx])
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                bar.advance(loss=float(loss.detach()))
         self.net_ = net.eval()
         return self
 

@@ -32,6 +32,7 @@ from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.metrics import reconstruction_metrics, ssim
+from audit_sdk.progress import track
 from audit_sdk.target import Target
 
 from . import _common as C
@@ -353,27 +354,30 @@ class GradientInversion(Attack):
         if ref is not None:
             baseline["mean_image_ssim"] = C.baseline_ssim(originals, ref.mean(0), data_range)
         sweep: list[dict[str, Any]] = []
-        if p.sweep_batch_sizes or p.sweep_noise_multipliers:
-            for b in sorted({p.batch_size, *p.sweep_batch_sizes}):
-                for s in sorted({p.noise_multiplier, *p.sweep_noise_multipliers}):
-                    kk = min(p.n_batches, len(x) // b)
-                    if (b, s) == (p.batch_size, p.noise_multiplier):
-                        r = main  # the headline attack is one cell of the grid
-                    else:
-                        r = self._attack_once(
-                            model, x[: kk * b], y[: kk * b], batch_size=b, noise=s, bounds=(lo, hi), n_classes=n_classes, gen=gen
-                        )
-                    m = reconstruction_metrics(C.as_images(r["originals"]), C.as_images(r["reconstructions"]), data_range=data_range)
-                    sweep.append(
-                        {
-                            "batch_size": b,
-                            "noise_multiplier": s,
-                            "ssim": m["ssim"],
-                            "psnr": m["psnr"],
-                            "relative_l2": m["relative_l2"],
-                            "label_accuracy": r["label_accuracy"],
-                        }
+        cells = [
+            (b, s) for b in sorted({p.batch_size, *p.sweep_batch_sizes}) for s in sorted({p.noise_multiplier, *p.sweep_noise_multipliers})
+        ]
+        with track(f"{self.name}: sweep of {len(cells)} (batch size, noise) cells", len(cells)) as bar:
+            for b, s in cells if (p.sweep_batch_sizes or p.sweep_noise_multipliers) else []:
+                kk = min(p.n_batches, len(x) // b)
+                if (b, s) == (p.batch_size, p.noise_multiplier):
+                    r = main  # the headline attack is one cell of the grid
+                else:
+                    r = self._attack_once(
+                        model, x[: kk * b], y[: kk * b], batch_size=b, noise=s, bounds=(lo, hi), n_classes=n_classes, gen=gen
                     )
+                m = reconstruction_metrics(C.as_images(r["originals"]), C.as_images(r["reconstructions"]), data_range=data_range)
+                sweep.append(
+                    {
+                        "batch_size": b,
+                        "noise_multiplier": s,
+                        "ssim": m["ssim"],
+                        "psnr": m["psnr"],
+                        "relative_l2": m["relative_l2"],
+                        "label_accuracy": r["label_accuracy"],
+                    }
+                )
+                bar.advance()
         eval_model = C.evaluation_classifier(data, epochs=p.eval_epochs, seed=0, context=context) if p.evaluate else None
         extra: dict[str, Any] = {
             "batch_size": p.batch_size,

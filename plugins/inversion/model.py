@@ -24,6 +24,7 @@ from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.metrics import ssim
+from audit_sdk.progress import track
 from audit_sdk.target import Target
 
 from . import _common as C
@@ -80,15 +81,17 @@ class ModelInversion(Attack):
             q.requires_grad_(False)
         opt = torch.optim.Adam([x], lr=p.step_size if p.step_size is not None else 0.05 * (hi - lo))
         try:
-            for _ in range(p.iterations):
-                logp = torch.log_softmax(model(x), dim=1).gather(1, yt[:, None])[:, 0]
-                cost = 1.0 - logp.exp() if p.cost == "fredrikson" else -logp
-                loss = (cost + p.tv_weight * C.total_variation(x)).sum()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                with torch.no_grad():
-                    x.clamp_(lo, hi)
+            with track(f"{self.name}: optimising {len(classes)} class representatives", p.iterations) as bar:
+                for _ in range(p.iterations):
+                    logp = torch.log_softmax(model(x), dim=1).gather(1, yt[:, None])[:, 0]
+                    cost = 1.0 - logp.exp() if p.cost == "fredrikson" else -logp
+                    loss = (cost + p.tv_weight * C.total_variation(x)).sum()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    with torch.no_grad():
+                        x.clamp_(lo, hi)
+                    bar.advance()
             with torch.no_grad():
                 conf = torch.softmax(model(x), dim=1).gather(1, yt[:, None])[:, 0].cpu().numpy()
         finally:

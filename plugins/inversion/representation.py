@@ -30,6 +30,7 @@ from audit_sdk import Attack, AttackResult, hookimpl
 from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidParameterError
+from audit_sdk.progress import track
 from audit_sdk.target import Target
 
 from . import _common as C
@@ -115,23 +116,25 @@ def invert_representation(
     else:
         raise InvalidParameterError(f"optimizer must be 'adam' or 'signed-step'; got {optimizer!r}.")
     trace: list[float] = []
-    for it in range(iterations):
-        rep = forward(x)
-        rep_loss = (rep - phi).reshape(n, -1).pow(2).mean(1) / denom
-        loss_i = w1 * rep_loss + w2 * C.total_variation(x) + w3 * x.reshape(n, -1).pow(2).mean(1)
-        loss = loss_i.sum()
-        if it % 10 == 0 or it == iterations - 1:
-            trace.append(float(loss.detach()) / max(1, n))
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        else:
-            (g,) = torch.autograd.grad(loss, x)
+    with track(f"inversion.representation: optimising {n} images", iterations) as bar:
+        for it in range(iterations):
+            rep = forward(x)
+            rep_loss = (rep - phi).reshape(n, -1).pow(2).mean(1) / denom
+            loss_i = w1 * rep_loss + w2 * C.total_variation(x) + w3 * x.reshape(n, -1).pow(2).mean(1)
+            loss = loss_i.sum()
+            if it % 10 == 0 or it == iterations - 1:
+                trace.append(float(loss.detach()) / max(1, n))
+                bar.update(it + 1, loss=trace[-1])
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            else:
+                (g,) = torch.autograd.grad(loss, x)
+                with torch.no_grad():
+                    x -= step * g.sign()
             with torch.no_grad():
-                x -= step * g.sign()
-        with torch.no_grad():
-            x.clamp_(lo, hi)
+                x.clamp_(lo, hi)
     return x.detach(), trace
 
 

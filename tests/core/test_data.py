@@ -190,3 +190,14 @@ def test_npz_caps_and_truncation(tmp_path):
     np.savez(p, x_members=x[:50], y_members=y[:50], x_non_members=x[50:], y_non_members=y[50:], x_population=x[:2])
     with pytest.raises(InvalidDataError, match=r"missing keys \['y_population'\]"):
         load_npz(p)
+
+
+def test_overlap_is_reported_beside_other_problems():
+    import numpy as np
+
+    from audit_sdk import AuditData
+    from audit_sdk.errors import InvalidDataError
+
+    x = np.random.default_rng(0).random((10, 4)).astype("float32")
+    with pytest.raises(InvalidDataError, match=r"negative values .*10 feature rows appear in both members and non-members"):
+        AuditData((x, np.zeros(10, int)), (x, np.full(10, -1)))

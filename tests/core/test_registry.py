@@ -208,3 +208,16 @@ def test_component_common_checks(cls):
         assert cls.result_kind in ("membership", "reconstruction")
     if cls.kind == "defense":
         assert cls.points and set(cls.points) <= {"input", "objective", "gradient", "parameters", "output"}
+
+
+def test_unknown_component_says_third_party_plugins_are_disabled(monkeypatch):
+    from audit_sdk.errors import UnknownComponentError
+    from audit_sdk.registry import get_registry
+
+    monkeypatch.setenv("AUDIT_SDK_DISABLE_PLUGINS", "1")
+    with pytest.raises(UnknownComponentError, match="every third-party plugin is disabled by AUDIT_SDK_DISABLE_PLUGINS"):
+        get_registry().get("attack", "mia.my-confidence")
+    monkeypatch.setenv("AUDIT_SDK_DISABLE_PLUGINS", "")
+    with pytest.raises(UnknownComponentError) as info:
+        get_registry().get("attack", "mia.my-confidence")
+    assert "AUDIT_SDK_DISABLE_PLUGINS" not in str(info.value)

@@ -116,3 +116,89 @@ def test_single_model_report_renders(tmp_path, planted):
     page = rep.to_html(tmp_path / "single.html")
     probe, console = load_in_chromium(page, tmp_path)
     assert probe["n"] >= 1 and probe["bad"] == [] and console == []
+
+
+# Opens every <details>, then lists each table that sticks out of its container or of the window,
+# and whether the page itself scrolls sideways.
+LAYOUT_PROBE = """<script>
+window.addEventListener("load", () => {
+  document.querySelectorAll("details").forEach(d => { d.open = true; });
+  const over = [];
+  document.querySelectorAll("table").forEach((t, i) => {
+    const box = t.getBoundingClientRect(), parent = t.parentElement.getBoundingClientRect();
+    if (box.right > parent.right + 1 || box.right > window.innerWidth + 1 || t.scrollWidth > t.clientWidth + 1) {
+      over.push(i + ": " + (t.rows[0] ? t.rows[0].innerText.slice(0, 60) : "?") + " (" + Math.round(box.width) + " px)");
+    }
+  });
+  const out = document.createElement("pre");
+  out.id = "layout";
+  out.textContent = JSON.stringify({over: over, page: document.documentElement.scrollWidth, window: window.innerWidth});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def layout_in_chromium(page: Path, tmp_path: Path, width: int) -> dict:
+    probed = tmp_path / f"layout-{width}-{page.name}"
+    text = page.read_text()
+    head = text.index("<head>") + len("<head>")
+    probed.write_text(text[:head] + LAYOUT_PROBE + text[head:])
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--window-size={width},2000",
+            f"--user-data-dir={tmp_path / f'profile-{width}'}",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    m = re.search(r'<pre id="layout">(.*?)</pre>', proc.stdout, re.S)
+    assert m, "the layout probe did not run: " + proc.stdout[-500:]
+    return json.loads(html.unescape(m.group(1)))
+
+
+def _wide_reports(planted):
+    """Three models with every column the headline table can have, long labels and slices."""
+    reps = []
+    for i, (label, eps) in enumerate([("none", None), ("dp-sgd eps=8 with a long label", 7.9997), ("suppress", None)]):
+        res = planted.membership(f"mia.attack-number-{i}", separation=1.0 + i, seed=i)
+        res.extra["slices"] = [
+            {"name": f"class {k}", "metrics": {"auc": 0.5 + k / 20, "advantage": 0.1, "tpr_at_fpr": {"0.01": 0.02}}} for k in range(10)
+        ]
+        reps.append(
+            planted.report(
+                [res, planted.membership("mia.second-attack", separation=0.5, seed=10 + i), planted.reconstruction("inversion.decoder")],
+                label=label,
+                privacy={"defense.dp-sgd": {"epsilon": eps, "delta": 1e-5, "accountant": "acct.rdp", "noise_multiplier": 1.1}}
+                if eps
+                else None,
+                utility={"train_accuracy": 0.99, "test_accuracy": 0.8 - i / 10, "population_accuracy": 0.79},
+            )
+        )
+    return reps
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_no_table_overflows_its_container(planted, tmp_path, width):
+    from audit_sdk.report import render_html
+
+    page = render_html(_wide_reports(planted), tmp_path / "wide.html")
+    layout = layout_in_chromium(page, tmp_path, width)
+    assert layout["over"] == [], layout
+    assert layout["page"] <= layout["window"], layout
+
+
+def test_the_layout_probe_catches_an_overflowing_table(tmp_path):
+    # Negative control: a table wider than the window must be reported.
+    page = tmp_path / "over.html"
+    cells = "".join(f"<td>column-{i}-with-a-long-unbreakable-value</td>" for i in range(12))
+    page.write_text(
+        f'<!DOCTYPE html><html><head><link rel="icon" href="data:,"></head><body><div><table><tr>{cells}</tr></table></div></body></html>'
+    )
+    layout = layout_in_chromium(page, tmp_path, 800)
+    assert len(layout["over"]) == 1, layout

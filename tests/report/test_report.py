@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import re
 import threading
 import types
@@ -102,7 +103,11 @@ def test_privacy_utility_curves_for_several_models(planted, tmp_path):
     ]
     page = render_html(reps, tmp_path / "c.html").read_text()
     assert "Privacy-utility" in page and "Test accuracy vs attack AUC" in page and "Theoretical epsilon vs empirical lower bound" in page
-    assert "Most leaky: none (high)" in page
+    # verdict levels have words no model label uses: "none" (a model) is never the level's name
+    assert (
+        "Most leaky: model \u201cnone\u201d, high leakage. Least leaky: model \u201cdp eps=1\u201d, no leakage detected."
+        in html.unescape(page)
+    )
     assert len(_images(page)) == 1 + 1 + 3  # one ROC (three curves), epsilon bars, three trade-off plots
 
 
@@ -268,3 +273,26 @@ def test_output_defenses_from_the_config_wrap_the_target(pm, small):
     )
     assert rounded.target["defenses"] == ["defense.test-report-round"] and "defenses" not in plain.target
     assert len(np.unique(rounded.results[0].scores)) < len(np.unique(plain.results[0].scores))
+
+
+def test_verdict_accounts_for_a_recipe_audit_and_names_what_it_leaves_out(planted):
+    from audit_sdk.report import LEVEL_WORDS, claimed_epsilon, verdict
+
+    recipe = planted.membership("audit.dp", separation=10.0, seed=3)
+    recipe.extra["claimed_epsilon"] = None  # the recipe claims no DP
+    assert recipe.metrics["epsilon_lower_bound"] >= 1.0
+    quiet = planted.membership("mia.quiet", separation=0.0)
+    rep = planted.report([quiet, recipe, planted.reconstruction("inversion.fake")], label="suppress")
+    assert verdict(planted.report([quiet], label="suppress"))["level"] == "none"
+    v = verdict(rep)
+    # the served model's members look safe, but the recipe's DP audit proves epsilon >= 1: not a green "none"
+    assert v["level"] == "measurable" and v["level_words"] == LEVEL_WORDS["measurable"] != "none"
+    assert any("training recipe" in r and "claims no DP" in r for r in v["reasons"])
+    assert v["left_out"] and v["left_out"][0].startswith("inversion.fake: reconstruction quality")
+    # one claimed epsilon per model, the tightest, with its accountant named
+    dp = planted.report([quiet], privacy={"defense.dp-sgd": {"epsilon": 7.9997, "accountant": "acct.rdp"}, "acct.pld": {"epsilon": 7.39}})
+    assert claimed_epsilon(dp) == (7.39, "acct.pld") and claimed_epsilon(planted.report([quiet], privacy={"epsilon": 3.0})) == (
+        3.0,
+        "unnamed accountant",
+    )
+    assert claimed_epsilon(planted.report([quiet])) == (None, None)
