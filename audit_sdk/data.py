@@ -244,7 +244,7 @@ class AuditData:
                     "for them. Deduplicate the data, or pass check_disjoint=False to audit anyway"
                 )
             for other in ("members", "non_members"):
-                shared = hashes.get("population", set()) & hashes[other]
+                shared = hashes.get("population", set()) & hashes.get(other, set())
                 if shared:
                     problems.append(
                         f"{len(shared)} feature rows appear in both the population and the {other.replace('_', '-')}; "
