@@ -209,6 +209,28 @@ def _onnx_template(target: Target) -> Any:
 
 
 # --------------------------------------------------------------------------- training task
+def _small_model_threads(workers: int = 1) -> int:
+    """Threads for training / querying small models: one per two cores per worker, at least one
+    (oversubscribed OpenMP threads spin, and on a busy machine that costs many times the work)."""
+    return max(1, (os.cpu_count() or 1) // (2 * max(1, workers)))
+
+
+@contextlib.contextmanager
+def _threads(trainer: Trainer, threads: int | None) -> Iterator[None]:
+    """Limit torch's intra-op threads while ``trainer`` (a torch one) works; restored afterwards."""
+    if not threads or getattr(trainer, "family", "") != "torch":
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _train_reference(
     trainer: Trainer, xs: list[np.ndarray], ys: list[np.ndarray], seeds: list[int], paths: list[str], threads: int | None
 ) -> list[str]:
@@ -216,12 +238,8 @@ def _train_reference(
     todo = [i for i, p in enumerate(paths) if not Path(p).is_file()]
     if not todo:
         return paths
-    if threads:
-        with contextlib.suppress(ImportError):
-            import torch
-
-            torch.set_num_threads(threads)
-    models = trainer.fit_many([xs[i] for i in todo], [ys[i] for i in todo], [seeds[i] for i in todo])
+    with _threads(trainer, threads):
+        models = trainer.fit_many([xs[i] for i in todo], [ys[i] for i in todo], [seeds[i] for i in todo])
     for i, model in zip(todo, models):
         tmp = f"{paths[i]}.{os.getpid()}.tmp"
         trainer.save(model, tmp)
@@ -281,7 +299,8 @@ class ReferenceSet:
         key = _hash_arrays(np.asarray(x))
         if key not in self._memo:
             models = [self.trainer.load(p, s) for p, s in zip(self.paths, self.seeds)]
-            self._memo[key] = np.asarray(self.trainer.predict_proba_many(models, np.asarray(x)), dtype=np.float64)
+            with _threads(self.trainer, _small_model_threads()):
+                self._memo[key] = np.asarray(self.trainer.predict_proba_many(models, np.asarray(x)), dtype=np.float64)
         return self._memo[key]
 
 
@@ -358,7 +377,7 @@ class _Pool:
             return 0
         self.trained_paths.update(self.path(trainer, masks[i], i) for i in todo)
         executor = getattr(context, "executor", None) or LocalExecutor(1)
-        threads = 1 if getattr(executor, "workers", 1) > 1 else None
+        threads = _small_model_threads(int(getattr(executor, "workers", 1) or 1))
         tasks, keys = [], []
         for g in range(0, len(todo), _GROUP):
             group = todo[g : g + _GROUP]

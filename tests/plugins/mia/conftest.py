@@ -18,7 +18,7 @@ ATTACKS = {
     "classifier-shadow": ("mia.classifier", {"setting": "shadow", **OFFLINE}),
     "lira-offline": ("mia.lira", {"mode": "offline", **OFFLINE}),
     "lira-online": ("mia.lira", ONLINE),
-    "rmia": ("mia.rmia", OFFLINE),
+    "rmia": ("mia.rmia", {"mode": "offline", **OFFLINE}),
     "label-only": ("mia.label-only", {"n_queries": 8}),
 }
 

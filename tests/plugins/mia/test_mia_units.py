@@ -170,10 +170,10 @@ def test_label_only_noise_levels_are_validated():
         LabelOnly(noise_levels=[0.1, -1.0])
 
 
-def test_reference_attacks_need_population():
+def test_offline_reference_attacks_need_population_and_say_online_does_not():
     target, data = _planted()
-    with pytest.raises(InvalidDataError, match="population"):
-        LiRA(**TINY).run(target, data)
+    with pytest.raises(InvalidDataError, match="population.*mode='online'|mode='online'.*population"):
+        LiRA(**TINY, mode="offline").run(target, data)
 
 
 def test_seeded_runs_repeat():
