@@ -113,7 +113,9 @@ def _probs(model: Any, x: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- independent online RMIA
-def independent_rmia(case: dict[str, Any], target: Any, xs: dict[str, np.ndarray], ys: dict[str, np.ndarray], n_ref: int, seed: int) -> dict[str, float]:
+def independent_rmia(
+    case: dict[str, Any], target: Any, xs: dict[str, np.ndarray], ys: dict[str, np.ndarray], n_ref: int, seed: int
+) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score, roc_curve
 
     x_aud = np.concatenate([xs["members"], xs["non_members"]])

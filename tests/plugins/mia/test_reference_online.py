@@ -140,7 +140,18 @@ def test_cli_without_population_runs_the_online_attacks_and_reports_it(digits_me
     _, data = no_population
     npz = audit_sdk.save_npz(data, tmp_path / "d.npz")
     common = ["--data", str(npz), "--no-html", "--param", "mia.lira.architecture=mlp", "--param", "mia.rmia.architecture=mlp"]
-    argv = ["audit", str(digits_memorised_onnx), *common, "--attacks", "mia.lira", "mia.rmia", "--budget", "3s", "--out", str(tmp_path / "o")]
+    argv = [
+        "audit",
+        str(digits_memorised_onnx),
+        *common,
+        "--attacks",
+        "mia.lira",
+        "mia.rmia",
+        "--budget",
+        "3s",
+        "--out",
+        str(tmp_path / "o"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "mia.lira: " in out and "no population" in out and "3 s budget" in out
