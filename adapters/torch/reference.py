@@ -119,8 +119,9 @@ class TorchTrainer(_CoreTrainer):
 
     # ------------------------------------------------------------------ many models at once
     def fit_many(self, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], seeds: Sequence[int]) -> list[nn.Module]:
-        if not self.vectorise or len(seeds) <= 1:
+        if not self.vectorise:
             return super().fit_many(xs, ys, seeds)
+        # a single model goes the same (vectorised) way too, so model i is the same whichever group trains it
         out: list[nn.Module] = []
         for g in range(0, len(seeds), MAX_GROUP):
             sl = slice(g, g + MAX_GROUP)
