@@ -168,6 +168,7 @@ def make_trainer(model: Any, options: dict[str, Any]) -> Trainer | None:
     mod = type(model).__module__
     if hasattr(model, "fit") and hasattr(model, "predict_proba") and mod.startswith(("sklearn", "xgboost", "lightgbm")):
         family = "sklearn" if mod.startswith("sklearn") else mod.split(".")[0]
-        params = {k: v for k, v in model.get_params(deep=False).items()}
+        # the estimator's class and hyperparameters; each reference model gets its own random_state
+        params = {k: v for k, v in model.get_params(deep=False).items() if k != "random_state"}
         return SklearnTrainer(family, type(model), params, n_classes=n_classes)
     return None

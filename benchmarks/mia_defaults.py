@@ -180,7 +180,7 @@ def run_case(name: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         raise SystemExit(f"audit-sdk failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
     print("   " + "\n   ".join(line for line in proc.stdout.splitlines() if line.strip() and not line.startswith(("report:", "html:"))))
     report = json.loads((d / "out" / "report.json").read_text())
-    sdk = {a["attack"]: {"auc": a["metrics"]["auc"], "tpr@1%": a["metrics"]["tpr_at_fpr"]["0.01"]} for a in report["attacks"]}
+    sdk = {a["name"]: {"auc": a["metrics"]["auc"], "tpr@1%": a["metrics"]["tpr_at_fpr"]["0.01"]} for a in report["attacks"]}
     best = {"auc": max(v["auc"] for v in sdk.values()), "tpr@1%": max(v["tpr@1%"] for v in sdk.values())}
 
     t0 = time.perf_counter()

@@ -208,6 +208,10 @@ def _reference_choices(extra: dict[str, Any]) -> list[str]:
         )
     elif extra.get("reference_model"):
         lines.append(f"reference models: {extra['reference_model']}")
+    esel = extra.get("epochs_selection")
+    if esel:
+        tried = ", ".join(str(c["epochs"]) for c in esel["candidates"])
+        lines.append(f"reference training length {esel['chosen']} epochs (closest confidence distribution to the target's; tried {tried})")
     if extra.get("budget"):
         lines.append(str(extra["budget"]["note"]))
     return lines

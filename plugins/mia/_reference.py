@@ -433,6 +433,39 @@ def _select(choice: _Choice, pool: _Pool, target: Target, context: Any, label: s
     return choice.selection["candidates"][best], info, best_t
 
 
+def _select_epochs(
+    trainer: Trainer, epochs: int, pool: _Pool, n_target: int, target: Target, context: Any, label: str, t_base: float | None
+) -> tuple[int, dict[str, Any], float | None]:
+    """Pick the training length whose model 0 memorises like the target: the distribution of its
+    logit-scaled confidence on the audited points (half of them in its training half, as half are
+    the target's members) closest to the target's (1-D Wasserstein distance)."""
+    from scipy.stats import wasserstein_distance
+
+    from ._common import logit_confidence
+
+    mask0 = pool.masks(1)[0]
+    xt, yt = pool.x[:n_target], pool.y[:n_target]
+    phi_target = logit_confidence(np.asarray(target.predict_proba(xt), dtype=np.float64), yt)
+    rows, times = [], {}
+    for e in sorted({max(1, epochs // 2), epochs, 2 * epochs}):
+        cand = _with_epochs(trainer, e)
+        t0 = time.perf_counter()
+        pool.train(cand, [0], mask0[None], context, f"{label} (training-length candidates)")
+        times[e] = time.perf_counter() - t0
+        model = cand.load(pool.path(cand, mask0, 0), _model_seed(pool.seed, 0))
+        phi = logit_confidence(np.asarray(cand.predict_proba(model, xt), dtype=np.float64), yt)
+        rows.append({"epochs": e, "wasserstein": float(wasserstein_distance(np.clip(phi_target, -50, 50), np.clip(phi, -50, 50)))})
+    best = min(rows, key=lambda r: float(r["wasserstein"]))
+    best_e = int(best["epochs"])
+    info = {
+        "chosen": best_e,
+        "by": f"closest distribution of logit-scaled confidence to the target's on the {n_target} audited points (Wasserstein)",
+        "candidates": rows,
+    }
+    t = times[best_e] if best_e != epochs or t_base is None else t_base
+    return best_e, info, t
+
+
 def get_reference_set(
     params: ReferenceParams,
     target: Target,
@@ -517,6 +550,15 @@ def get_reference_set(
             decision |= {"candidate": cands.index(trainer), "selection": sel}
             info["architecture_selection"] = sel
             info["selection_seconds"] = round(time.perf_counter() - t0, 2)
+    if params.reference_epochs is None and kind == "online" and _has_epochs(trainer):
+        if "epochs_selection" in decision:
+            chosen = int(decision["epochs_selection"]["chosen"])
+        else:
+            chosen, esel, t_one = _select_epochs(trainer, epochs, pool, n_target, target, context, attack_name, t_one)
+            decision["epochs_selection"] = esel
+        info["epochs_selection"] = decision["epochs_selection"]
+        if chosen != epochs:
+            trainer, epochs = _with_epochs(trainer, chosen), chosen
     info["reference_model"] = trainer.describe()
 
     if budget is None:

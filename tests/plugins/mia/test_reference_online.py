@@ -154,7 +154,7 @@ def test_cli_without_population_runs_the_online_attacks_and_reports_it(digits_me
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "mia.lira: " in out and "no population" in out and "3 s budget" in out
+    assert "mia.lira: " in out and "no population" in out and "3 s budget" in out and "reference training length" in out
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert [a["extra"]["reference_kind"] for a in report["attacks"]] == ["online", "online"]
 
@@ -165,3 +165,16 @@ def test_cli_budget_must_be_a_positive_duration(digits_memorised_onnx, no_popula
     npz = audit_sdk.save_npz(data, tmp_path / "d.npz")
     assert main(["audit", str(digits_memorised_onnx), "--data", str(npz), "--budget", bad, "--out", str(tmp_path)]) == 2
     assert "--budget" in capsys.readouterr().err
+
+
+def test_a_scikit_learn_target_gets_references_of_its_own_class_and_parameters(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(160, 5))
+    y = (x[:, 0] > 0).astype(np.int64)
+    est = LogisticRegression(C=0.5).fit(x[:80], y[:80])
+    data = AuditData((x[:80], y[:80]), (x[80:], y[80:]), None, n_classes=2)
+    r = LiRA(n_references=2).run(audit_sdk.load_target(est), data, context=_ctx(tmp_path))
+    ref = r.extra["reference_model"]
+    assert ref["estimator"] == "LogisticRegression" and ref["params"]["C"] == 0.5 and "random_state" not in ref["params"]
