@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 #: Small reference models: enough to beat chance clearly on the memorising digits CNN, cheap to train.
-OFFLINE = {"n_references": 4, "reference_epochs": 40}
-ONLINE = {"mode": "online", "n_references": 8, "reference_epochs": 40}
+OFFLINE = {"n_references": 4, "reference_epochs": 40, "architecture": "cnn"}
+ONLINE = {"mode": "online", "n_references": 8, "reference_epochs": 40, "architecture": "cnn"}
 
 #: Every attack, with options sized for the test budget; ids name the test cases.
 ATTACKS = {
