@@ -446,8 +446,11 @@ def _select_epochs(
     mask0 = pool.masks(1)[0]
     xt, yt = pool.x[:n_target], pool.y[:n_target]
     phi_target = logit_confidence(np.asarray(target.predict_proba(xt), dtype=np.float64), yt)
-    rows, times = [], {}
-    for e in sorted({max(1, epochs // 2), epochs, 2 * epochs}):
+    rows: list[dict[str, Any]] = []
+    times: dict[int, float] = {}
+    todo = sorted({max(1, epochs // 2), epochs, 2 * epochs})
+    while todo:
+        e = todo.pop(0)
         cand = _with_epochs(trainer, e)
         t0 = time.perf_counter()
         pool.train(cand, [0], mask0[None], context, f"{label} (training-length candidates)")
@@ -455,6 +458,9 @@ def _select_epochs(
         model = cand.load(pool.path(cand, mask0, 0), _model_seed(pool.seed, 0))
         phi = logit_confidence(np.asarray(cand.predict_proba(model, xt), dtype=np.float64), yt)
         rows.append({"epochs": e, "wasserstein": float(wasserstein_distance(np.clip(phi_target, -50, 50), np.clip(phi, -50, 50)))})
+        # the longest so far fits best: the target trained longer still; keep doubling (up to 8x)
+        if not todo and e < 8 * epochs and min(rows, key=lambda r: float(r["wasserstein"]))["epochs"] == e:
+            todo.append(2 * e)
     best = min(rows, key=lambda r: float(r["wasserstein"]))
     best_e = int(best["epochs"])
     info = {
