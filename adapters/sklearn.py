@@ -9,8 +9,9 @@ import numpy as np
 from audit_sdk._markers import hookimpl
 from audit_sdk.errors import InvalidModelError, InvalidParameterError
 from audit_sdk.target import Target
+from audit_sdk.training import Trainer
 
-__all__ = ["SklearnTarget"]
+__all__ = ["SklearnTarget", "SklearnTrainer"]
 
 
 class SklearnTarget(Target):
@@ -56,4 +57,118 @@ class SklearnTarget(Target):
 def make_target(model: Any, options: dict[str, Any]) -> Target | None:
     if hasattr(model, "predict_proba") and hasattr(model, "fit") and type(model).__module__.startswith(("sklearn", "xgboost", "lightgbm")):
         return SklearnTarget(model, **{k: v for k, v in options.items() if k in {"input_shape", "batch_size"}})
+    return None
+
+
+# --------------------------------------------------------------------------- training (make_trainer)
+_FAMILIES = {"sklearn": "sklearn", "lightgbm": "lightgbm", "xgboost": "xgboost"}
+_GBM_DEFAULT = {"lightgbm": "LGBMClassifier", "xgboost": "XGBClassifier"}
+
+
+def _estimator_class(family: str, name: str | None) -> Any:
+    if family == "sklearn":
+        from sklearn.utils import all_estimators
+
+        classes = dict(all_estimators(type_filter="classifier"))
+        if name not in classes:
+            near = [n for n in classes if name and name.lower()[:6] in n.lower()][:5]
+            raise InvalidParameterError(
+                f"unknown scikit-learn classifier {name!r}"
+                + (f"; did you mean {', '.join(near)}?" if near else "; e.g. RandomForestClassifier, LogisticRegression, MLPClassifier.")
+            )
+        return classes[name]
+    import importlib
+
+    try:
+        mod = importlib.import_module(family)
+    except ImportError:
+        raise InvalidParameterError(f"reference_model family {family!r} needs the {family} package: pip install {family}.") from None
+    cls = getattr(mod, name or _GBM_DEFAULT[family], None)
+    if cls is None:
+        raise InvalidParameterError(f"{family} has no estimator {name!r}; use {_GBM_DEFAULT[family]}.")
+    return cls
+
+
+class SklearnTrainer(Trainer):
+    """Trains scikit-learn-interface classifiers (scikit-learn, LightGBM, XGBoost) as reference models.
+
+    The estimator is named as data: ``{"family": "sklearn", "estimator": "RandomForestClassifier",
+    "params": {"n_estimators": 50}}``. Each model gets ``random_state=seed`` when the estimator
+    takes one. Labels missing from a model's training half still get their (zero) column.
+    """
+
+    file_suffix = ".pkl"
+
+    def __init__(self, family: str, cls: Any, params: dict[str, Any], *, n_classes: int) -> None:
+        self.family = family
+        self.cls = cls
+        self.params = dict(params)
+        self.n_classes = int(n_classes)
+        try:
+            accepted = set(cls().get_params())
+        except Exception as exc:
+            raise InvalidParameterError(f"cannot build {cls.__name__}: {exc}") from None
+        bad = set(self.params) - accepted
+        if bad:
+            raise InvalidParameterError(f"{cls.__name__} has no parameters {sorted(bad)}; see its documentation.")
+        self._seeded = "random_state" in accepted and "random_state" not in self.params
+        if family == "lightgbm":
+            self.params.setdefault("verbosity", -1)
+
+    def identity(self) -> str:
+        return f"{self.family}:{self.cls.__module__}.{self.cls.__name__}:{sorted(self.params.items())!r}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": self.family, "estimator": self.cls.__name__, "params": self.params}
+
+    def build(self, seed: int) -> Any:
+        return self.cls(**self.params, **({"random_state": int(seed) % (2**31 - 1)} if self._seeded else {}))
+
+    def fit(self, model: Any, x: np.ndarray, y: np.ndarray, *, seed: int) -> Any:
+        ya = np.asarray(y)
+        classes = np.unique(ya)
+        model.fit(np.asarray(x).reshape(len(ya), -1), np.searchsorted(classes, ya))
+        model.audit_sdk_classes_ = classes  # the labels behind the estimator's columns
+        return model
+
+    def predict_proba(self, model: Any, x: np.ndarray) -> np.ndarray:
+        xa = np.asarray(x)
+        out = np.zeros((len(xa), self.n_classes))
+        if len(xa):
+            out[:, model.audit_sdk_classes_] = model.predict_proba(xa.reshape(len(xa), -1))
+        return out
+
+    def save(self, model: Any, path: str) -> None:
+        import pickle
+
+        with open(path, "wb") as f:
+            pickle.dump(model, f)
+
+    def load(self, path: str, seed: int) -> Any:
+        import pickle
+
+        with open(path, "rb") as f:  # our own cache file, written by save()
+            return pickle.load(f)  # noqa: S301
+
+
+@hookimpl
+def make_trainer(model: Any, options: dict[str, Any]) -> Trainer | None:
+    n_classes = int(options.get("n_classes") or 0)
+    if isinstance(model, dict):
+        family = model.get("family")
+        if family not in _FAMILIES:
+            return None
+        unknown = set(model) - {"family", "estimator", "params"}
+        if unknown:
+            raise InvalidParameterError(f"{family} reference_model: unknown keys {sorted(unknown)}; expected estimator and params.")
+        params = model.get("params") or {}
+        if not isinstance(params, dict):
+            raise InvalidParameterError(f"{family} reference_model params must be a mapping; got {type(params).__name__}.")
+        return SklearnTrainer(family, _estimator_class(family, model.get("estimator")), params, n_classes=n_classes)
+    mod = type(model).__module__
+    if hasattr(model, "fit") and hasattr(model, "predict_proba") and mod.startswith(("sklearn", "xgboost", "lightgbm")):
+        family = "sklearn" if mod.startswith("sklearn") else mod.split(".")[0]
+        # the estimator's class and hyperparameters; each reference model gets its own random_state
+        params = {k: v for k, v in model.get_params(deep=False).items() if k != "random_state"}
+        return SklearnTrainer(family, type(model), params, n_classes=n_classes)
     return None

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .interfaces import Accountant, Attack, Defense, Mechanism
     from .results import AttackResult
     from .target import Target
+    from .training import Trainer
 
 
 @hookspec
@@ -51,6 +52,17 @@ def make_target(model: Any, options: dict[str, Any]) -> Target | None:
     (e.g. ``batch_size``, ``output``, ``scores``, ``pad_token_id``, ``device``); ignore the ones
     you do not know. ``run_audit`` also passes ``input_shape`` (the data's per-sample shape) and
     ``label_classes`` (how many classes the audit labels span).
+    """
+
+
+@hookspec(firstresult=True)
+def make_trainer(model: Any, options: dict[str, Any]) -> Trainer | None:
+    """Offer a ``audit_sdk.training.Trainer`` for ``model`` if this plugin can train it, else None.
+
+    First result wins. ``model`` is a model object, a named architecture or a spec mapping with a
+    ``family`` key (e.g. ``{"family": "sklearn", "estimator": "RandomForestClassifier"}``);
+    ``options`` holds ``input_shape``, ``n_classes``, ``train`` and ``device``; ignore the ones
+    you do not know.
     """
 
 

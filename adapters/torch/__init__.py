@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from .export import export_onnx
     from .models import make_model
+    from .reference import TorchTrainer
     from .target import TorchTarget
     from .training import TrainConfig, TrainContext, Trainer, TrainResult, evaluate_accuracy
 
@@ -35,10 +36,12 @@ _LAZY = {
     "evaluate_accuracy": ".training",
     "export_onnx": ".export",
     "make_model": ".models",
+    "TorchTrainer": ".reference",
 }
 
 __all__ = [
     "TorchTarget",
+    "TorchTrainer",
     "TrainConfig",
     "TrainContext",
     "TrainResult",
@@ -66,3 +69,30 @@ def make_target(model: Any, options: dict[str, Any]) -> Target | None:
         known = {"batch_size", "device", "input_shape", "n_classes"}
         return TorchTarget(model, **{k: v for k, v in options.items() if k in known})
     return None
+
+
+_NAMED = ("mlp", "cnn", "lenet")
+
+
+@hookimpl
+def make_trainer(model: Any, options: dict[str, Any]) -> Any:
+    """A TorchTrainer for a torch module (re-initialised), a factory, a named architecture or a torch spec.
+
+    Specs (data): ``{"family": "torch", "architecture": "cnn", "options": {"hidden": 64}}``; in
+    Python also ``{"family": "torch", "factory": f}`` with ``f(input_shape, n_classes, seed)``.
+    """
+    spec = model if isinstance(model, dict) else None
+    if spec is not None and spec.get("family") != "torch":
+        return None
+    torch = sys.modules.get("torch")
+    is_module = torch is not None and isinstance(model, torch.nn.Module)
+    if (
+        spec is None
+        and not is_module
+        and not (isinstance(model, str) and model in _NAMED)
+        and not (callable(model) and not isinstance(model, type))
+    ):
+        return None
+    from .builders import trainer_for
+
+    return trainer_for(model, options)

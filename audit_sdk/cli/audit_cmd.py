@@ -14,6 +14,26 @@ from typing import Any
 
 from ._common import Problems, add_target_options, parse_params, report_failures, split_names, target_options
 
+#: What `audit-sdk audit` runs when neither --attacks nor a config names attacks: a cheap baseline and
+#: the two reference attacks (which share their reference models, sized to --budget).
+DEFAULT_ATTACKS = ("mia.loss-threshold", "mia.lira", "mia.rmia")
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``5m``, ``1.5h`` -> seconds (> 0)."""
+    from ..errors import InvalidParameterError
+
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = str(text).strip().lower()
+    scale = units.get(t[-1:], None)
+    try:
+        value = float(t[:-1] if scale else t) * (scale or 1.0)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise InvalidParameterError(f"--budget {text!r}: expected a positive duration such as 300, 90s, 5m or 1h.")
+    return value
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
@@ -35,10 +55,16 @@ def add_parser(sub: Any) -> None:
         "--attacks",
         nargs="+",
         metavar="NAME",
-        help="attack names, space- or comma-separated (default: the config's, else mia.loss-threshold)",
+        help="attack names, space- or comma-separated (default: the config's, else " + " ".join(DEFAULT_ATTACKS) + ")",
     )
     p.add_argument(
         "--param", action="append", metavar="NAME.KEY=VALUE", help="an attack option, e.g. mia.loss-threshold.calibration=per-class"
+    )
+    p.add_argument(
+        "--budget",
+        metavar="DURATION",
+        help="time for the reference models of mia.lira / mia.rmia / shadow attacks whose n_references is not set, e.g. 5m, 90s "
+        "(default 5m): the number of models (8-64) and, on a slow machine, their epochs are chosen to fit, measured on the first ones",
     )
     p.add_argument("--seed", type=int, help="seed for every attack (default: the config's, else 0)")
     p.add_argument("--batch-size", type=int, help="inputs per model query (default 1024)")
@@ -117,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         attacks = [(reg.get("attack", n).name, p) for n, p in cfg.attack_specs()]
         attacks = [(n, {**p, **params.get(n, {})}) for n, p in attacks]
     elif not args.config:
-        attacks = [("mia.loss-threshold", params.get("mia.loss-threshold", {}))]
+        attacks = [(n, params.get(n, {})) for n in DEFAULT_ATTACKS]
     known = {n for n, _ in attacks}
     for comp in params:
         with problems.check():
@@ -126,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
     for name, p in attacks:  # options validated now, not when the attack's turn comes
         with problems.check():
             reg.create("attack", name, p)
+
+    extras = {"budget_seconds": parse_duration(args.budget)} if args.budget else {}
 
     rules_text = list(cfg.fail_on if cfg is not None else []) + list(args.fail_on or [])
     rules = []
@@ -179,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
                 cache_dir=out / "cache" if write_files else None,
                 out_dir=out if write_files else None,
                 progress=show_progress,
+                extras=extras,
             ),
             on_attack_error="record",
         )
@@ -201,6 +230,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     elif not args.quiet:
         print(report.summary())
+        for r in report.results:  # what the SDK chose for the reference attacks, and why
+            for line in _reference_choices(r.extra):
+                print(f"{r.attack}: {line}")
         for o in report.policy:
             print(describe_outcome(o))
         print()
@@ -214,3 +246,25 @@ def run(args: argparse.Namespace) -> int:
     if violation is not None:
         raise violation
     return 0
+
+
+def _reference_choices(extra: dict[str, Any]) -> list[str]:
+    lines = []
+    if "reference_setting" in extra:
+        lines.append(f"{extra['n_references']} references, {extra['reference_setting']}")
+    sel = extra.get("architecture_selection")
+    if sel:
+        best = next((c for c in sel["candidates"] if c.get("architecture") == sel["chosen"]), sel["candidates"][0])
+        lines.append(
+            f"reference architecture {sel['chosen']} (surrogate; top-1 agreement with the target {best['top1_agreement']:.3f}, "
+            f"total variation {best['total_variation']:.3f}, best of {', '.join(str(c.get('architecture')) for c in sel['candidates'])})"
+        )
+    elif extra.get("reference_model"):
+        lines.append(f"reference models: {extra['reference_model']}")
+    esel = extra.get("epochs_selection")
+    if esel:
+        tried = ", ".join(str(c["epochs"]) for c in esel["candidates"])
+        lines.append(f"reference training length {esel['chosen']} epochs (closest confidence distribution to the target's; tried {tried})")
+    if extra.get("budget"):
+        lines.append(str(extra["budget"]["note"]))
+    return lines

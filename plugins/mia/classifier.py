@@ -169,7 +169,9 @@ class ClassifierAttack(Attack):
                 return self._cross_fit(target, probs, feats, y, truth, gen, seed, context)
             fx, fy, fc = feats[train_idx], truth[train_idx], y[train_idx]
         else:
-            ref = get_reference_set(p, target, data, kind="offline", context=context, attack_name=self.name)
+            # offline on the population; without one, online on halves of the audited points
+            has_pop = data.population is not None and len(data.population) >= 4
+            ref = get_reference_set(p, target, data, kind="offline" if has_pop else "online", context=context, attack_name=self.name)
             ref_probs = ref.predict_proba(ref.pool_x)
             fx = np.concatenate([attack_features(ref_probs[i], ref.pool_y, kind=p.features) for i in range(ref.n_models)])
             fy = ref.masks.reshape(-1)

@@ -61,8 +61,9 @@ def lira_scores(phi_target: np.ndarray, phi_ref: np.ndarray, in_mask: np.ndarray
 class LiRA(Attack):
     """Membership inference by a per-example likelihood ratio against reference models.
 
-    Reference models are trained like the target on random halves of the population (offline),
-    or of the population plus the target points (online: each point is IN for half the models).
+    Reference models are trained like the target on random halves of the target points plus the
+    population if any (online, the default: each point is IN for half the models; no population
+    needed), or of the population only (offline).
     For each example the logit-scaled confidence of the reference models is fitted with a
     Gaussian (IN and OUT online, OUT only offline) and the target's confidence is scored under it.
 
@@ -74,7 +75,9 @@ class LiRA(Attack):
     access = "black-box"
 
     class Params(ReferenceParams):
-        mode: Literal["online", "offline"] = Field("offline", description="online trains references on the target points too")
+        mode: Literal["online", "offline"] = Field(
+            "online", description="online trains references on halves of the target points (+ population); offline on the population only"
+        )
         variance: Literal["auto", "per-example", "global"] = Field(
             "auto", description=f"auto: global when fewer than {_AUTO_GLOBAL_BELOW} IN/OUT models per example"
         )
@@ -92,7 +95,7 @@ class LiRA(Attack):
         ref = get_reference_set(p, target, data, kind=p.mode, context=context, attack_name=self.name)
         phi_ref = logit_confidence(ref.predict_proba(x), y)
         in_mask = ref.masks[:, : len(y)] if p.mode == "online" else None
-        per_side = p.n_references // 2 if p.mode == "online" else p.n_references
+        per_side = ref.n_models // 2 if p.mode == "online" else ref.n_models
         global_var = p.variance == "global" or (p.variance == "auto" and per_side < _AUTO_GLOBAL_BELOW)
         scores = lira_scores(stats["logit"], phi_ref, in_mask, global_variance=global_var)
         return finish(

@@ -56,7 +56,9 @@ class RMIA(Attack):
     access = "black-box"
 
     class Params(ReferenceParams):
-        mode: Literal["online", "offline"] = "offline"
+        mode: Literal["online", "offline"] = Field(
+            "online", description="online trains references on halves of the target points (+ population); offline on the population only"
+        )
         offline_a: float = Field(0.3, ge=0.0, le=1.0, description="offline scaling of Pr_OUT(x) towards the IN/OUT mixture")
         gamma: float = Field(1.0, gt=0.0, description="likelihood-ratio threshold for x to dominate z")
         n_population: int | None = Field(None, ge=1, description="number of population samples z (default: all)")
@@ -69,13 +71,20 @@ class RMIA(Attack):
     def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
         p = self.params
         x, y, truth = data.combined()
+        extra_z: dict[str, Any] = {}
         ref = get_reference_set(p, target, data, kind=p.mode, context=context, attack_name=self.name)
         pop = data.population
-        assert pop is not None  # get_reference_set refuses data without a population
-        z_idx = np.arange(len(pop))
-        if p.n_population is not None and p.n_population < len(pop):
-            z_idx = np.sort(as_generator(rng).choice(len(pop), size=p.n_population, replace=False))
-        xz, yz = pop.x[z_idx], pop.y[z_idx]
+        if pop is not None and len(pop) >= 4:
+            zx, zy = pop.x, pop.y
+        else:
+            # no population: z are the audited points themselves; each is OUT for half of the
+            # (online) reference models, and its Pr(z) is their mean, like a population z's
+            zx, zy = x, y
+            extra_z = {"population_z": "the audited points (no population data)"}
+        z_idx = np.arange(len(zy))
+        if p.n_population is not None and p.n_population < len(zy):
+            z_idx = np.sort(as_generator(rng).choice(len(zy), size=p.n_population, replace=False))
+        xz, yz = zx[z_idx], zy[z_idx]
         probs = target.predict_proba(np.concatenate([x, xz]))
         probs_x, probs_z = probs[: len(y)], probs[len(y) :]
         stats = true_class_stats(probs_x, y)
@@ -98,7 +107,7 @@ class RMIA(Attack):
             predicted=probs_x.argmax(axis=1),
             loss=stats["loss"],
             context=context,
-            extra={**describe(ref), "n_population_z": len(z_idx)},
+            extra={**describe(ref), "n_population_z": len(z_idx), **extra_z},
         )
 
 

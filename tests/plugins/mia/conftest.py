@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 #: Small reference models: enough to beat chance clearly on the memorising digits CNN, cheap to train.
-OFFLINE = {"n_references": 4, "reference_epochs": 40}
-ONLINE = {"mode": "online", "n_references": 8, "reference_epochs": 40}
+OFFLINE = {"n_references": 4, "reference_epochs": 40, "architecture": "cnn"}
+ONLINE = {"mode": "online", "n_references": 8, "reference_epochs": 40, "architecture": "cnn"}
 
 #: Every attack, with options sized for the test budget; ids name the test cases.
 ATTACKS = {
@@ -18,7 +18,7 @@ ATTACKS = {
     "classifier-shadow": ("mia.classifier", {"setting": "shadow", **OFFLINE}),
     "lira-offline": ("mia.lira", {"mode": "offline", **OFFLINE}),
     "lira-online": ("mia.lira", ONLINE),
-    "rmia": ("mia.rmia", OFFLINE),
+    "rmia": ("mia.rmia", {"mode": "offline", **OFFLINE}),
     "label-only": ("mia.label-only", {"n_queries": 8}),
 }
 

@@ -1,0 +1,251 @@
+"""torch implementation of the framework-neutral ``audit_sdk.training.Trainer``, vectorised.
+
+``TorchTrainer.fit_many`` trains many small models at once as one ensemble: their parameters are
+stacked (``torch.func.stack_module_state``), one forward pass runs every model on its own batch
+(``torch.func.vmap`` over ``functional_call``), and one optimizer step updates them all. Adam and
+SGD act elementwise, so each model follows the update it would get alone; only the per-model
+batches (each model shuffles its own data every epoch) differ from a one-by-one run by their
+random order. Models torch.func cannot vectorise (e.g. BatchNorm in training mode) fall back to
+the one-by-one torch ``Trainer`` with a note.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from audit_sdk.errors import InvalidParameterError
+from audit_sdk.target import softmax
+from audit_sdk.training import Trainer as _CoreTrainer
+
+from ._util import resolve_device
+from .training import TrainConfig, Trainer
+
+__all__ = ["TorchTrainer", "model_identity"]
+
+#: Most models trained in one vectorised group (bounds memory; larger sets run group after group).
+MAX_GROUP = 64
+
+
+def model_identity(model: nn.Module) -> str:
+    """The architecture as text (module tree and parameter shapes), hashed: part of a cache key."""
+    shapes = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
+    return hashlib.sha256((repr(model) + repr(shapes)).encode()).hexdigest()[:16]
+
+
+class TorchTrainer(_CoreTrainer):
+    """Trains classifiers built by ``builder(seed) -> nn.Module`` with a TrainConfig recipe.
+
+    Args:
+        builder: picklable callable returning a freshly initialised module for a seed.
+        name: a short description of the architecture for reports (``cnn``, ``factory:pkg.f``).
+        n_classes: output classes.
+        train: TrainConfig fields (epochs, batch_size, lr, optimizer, weight_decay, ...).
+        vectorise: train ``fit_many`` groups as one vmapped ensemble (falls back when it cannot).
+    """
+
+    family = "torch"
+    file_suffix = ".pt"
+
+    def __init__(
+        self, builder: Callable[[int], nn.Module], *, name: str, n_classes: int, train: dict[str, Any] | None = None, vectorise: bool = True
+    ) -> None:
+        try:
+            self.config = TrainConfig(**{"device": "auto", **(train or {})})
+        except Exception as exc:
+            raise InvalidParameterError(f"invalid torch training options: {exc}") from None
+        self.builder = builder
+        self.name = name
+        self.n_classes = int(n_classes)
+        self.vectorise = vectorise
+        self.notes: list[str] = []
+        self._arch_id: str | None = None
+
+    def identity(self) -> str:
+        if self._arch_id is None:
+            self._arch_id = model_identity(self.builder(0))
+        recipe = self.config.model_dump(exclude={"device", "seed"})
+        return f"torch:{self.name}:{self._arch_id}:{sorted(recipe.items())}"
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "family": "torch",
+            "architecture": self.name,
+            "epochs": c.epochs,
+            "batch_size": c.batch_size,
+            "lr": c.lr,
+            "optimizer": c.optimizer,
+        }
+
+    def with_train(self, **changes: Any) -> TorchTrainer:
+        """A copy with some training options changed (e.g. fewer epochs to fit a time budget)."""
+        return TorchTrainer(
+            self.builder, name=self.name, n_classes=self.n_classes, train={**self.config.model_dump(), **changes}, vectorise=self.vectorise
+        )
+
+    # ------------------------------------------------------------------ one model
+    def build(self, seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        model = self.builder(seed)
+        if not isinstance(model, nn.Module):
+            raise InvalidParameterError(f"the model builder returned {type(model).__name__}; it must return a torch.nn.Module.")
+        return model
+
+    def fit(self, model: nn.Module, x: np.ndarray, y: np.ndarray, *, seed: int) -> nn.Module:
+        cfg = self.config.model_copy(update={"seed": seed})
+        return Trainer(cfg).fit(model, x, y).model.cpu().eval()
+
+    def predict_proba(self, model: nn.Module, x: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
+        model = model.cpu().eval()
+        xa = np.ascontiguousarray(x, dtype=np.float32)
+        with torch.no_grad():
+            z = [model(torch.from_numpy(xa[j : j + batch_size])).float().numpy() for j in range(0, len(xa), batch_size)]
+        return softmax(np.concatenate(z) if z else np.zeros((0, self.n_classes), np.float32))
+
+    def save(self, model: nn.Module, path: str) -> None:
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+
+    def load(self, path: str, seed: int) -> nn.Module:
+        model = self.build(seed)
+        model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+        return model.eval()
+
+    # ------------------------------------------------------------------ many models at once
+    def fit_many(self, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], seeds: Sequence[int]) -> list[nn.Module]:
+        if not self.vectorise:
+            return super().fit_many(xs, ys, seeds)
+        # a single model goes the same (vectorised) way too, so model i is the same whichever group trains it
+        out: list[nn.Module] = []
+        for g in range(0, len(seeds), MAX_GROUP):
+            sl = slice(g, g + MAX_GROUP)
+            try:
+                out += self._fit_group(list(xs[sl]), list(ys[sl]), list(seeds[sl]))
+            except (RuntimeError, NotImplementedError) as exc:  # an op vmap cannot batch: train them one by one
+                self.notes.append(f"vectorised training failed ({str(exc).splitlines()[0][:120]}); trained one by one")
+                out += super().fit_many(xs[sl], ys[sl], seeds[sl])
+        return out
+
+    def _fit_group(self, xs: list[np.ndarray], ys: list[np.ndarray], seeds: list[int]) -> list[nn.Module]:
+        from torch.func import functional_call, stack_module_state, vmap
+
+        c = self.config
+        dev = resolve_device(c.device)
+        m = len(seeds)
+        models = [self.build(s).to(dev).train() for s in seeds]
+        params, buffers = stack_module_state(models)  # type: ignore[arg-type]
+        base = self.build(seeds[0]).to("meta")
+
+        def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
+            return functional_call(base, (p, b), (xb,))  # type: ignore[no-any-return]
+
+        forward = vmap(one, in_dims=(0, 0, 0), randomness="different")
+        sizes = np.array([len(y) for y in ys])
+        nmax = int(sizes.max())
+        shape = np.asarray(xs[0]).shape[1:]
+        xpad = np.zeros((m, nmax, *shape), np.float32)
+        ypad = np.zeros((m, nmax), np.int64)
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            xpad[i, : len(y)] = x
+            ypad[i, : len(y)] = y
+        x_t = torch.from_numpy(xpad).to(dev)
+        y_t = torch.from_numpy(ypad).to(dev)
+        n_t = torch.from_numpy(sizes).to(dev)
+        leaves = list(params.values())
+        if c.optimizer == "adam":
+            opt: torch.optim.Optimizer = torch.optim.Adam(leaves, lr=c.lr, weight_decay=c.weight_decay)
+        else:
+            opt = torch.optim.SGD(leaves, lr=c.lr, momentum=c.momentum if c.optimizer == "momentum" else 0.0, weight_decay=c.weight_decay)
+        # each model shuffles with its own generator, so a model is the same whichever group trains it
+        gens = [torch.Generator(device="cpu").manual_seed(int(s) % (2**63 - 1)) for s in seeds]
+        bs = c.batch_size
+        rows = torch.arange(m, device=dev)[:, None]
+        pos = torch.arange(nmax, device=dev)[None, :]
+        valid_pos = pos < n_t[:, None]
+        for _ in range(c.epochs):
+            # each model its own permutation of its own rows; padding sorts last and weighs nothing
+            keys = torch.stack([torch.rand(nmax, generator=g) for g in gens]).to(dev).masked_fill(~valid_pos, 2.0)
+            perm = keys.argsort(dim=1)
+            for j in range(0, nmax, bs):
+                idx = perm[:, j : j + bs]
+                w = valid_pos[:, j : j + bs].to(torch.float32)
+                if not bool(w.any()):
+                    break
+                xb, yb = x_t[rows, idx], y_t[rows, idx]
+                logits = forward(params, buffers, xb)  # (m, b, K)
+                ce = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="none").view_as(w)
+                # per-model mean over its real rows; summed over models, each model gets its own gradient
+                loss = ((ce * w).sum(1) / w.sum(1).clamp(min=1.0)).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                # a model with no real rows in this batch (smaller data) keeps its parameters and moments
+                active = w.sum(1) > 0
+                if not bool(active.all()):
+                    _freeze_inactive(opt, leaves, active)
+                else:
+                    opt.step()
+        trained = []
+        for i, mod in enumerate(models):
+            state = {k: v[i].detach().cpu().clone() for k, v in {**params, **buffers}.items()}
+            mod = mod.cpu()
+            mod.load_state_dict(state)
+            trained.append(mod.eval())
+        return trained
+
+    def predict_proba_many(self, models: Sequence[nn.Module], x: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
+        if len(models) == 0:
+            return np.zeros((0, len(x), self.n_classes))
+        if not self.vectorise or len(models) == 1:
+            return super().predict_proba_many(models, x)
+        from torch.func import functional_call, stack_module_state, vmap
+
+        xa = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        out = []
+        for g in range(0, len(models), MAX_GROUP):
+            group = [mod.cpu().eval() for mod in models[g : g + MAX_GROUP]]
+            try:
+                params, buffers = stack_module_state(group)  # type: ignore[arg-type]
+                base = _meta_copy(group[0])
+
+                def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xb: torch.Tensor, _m: nn.Module = base) -> torch.Tensor:
+                    return functional_call(_m, (p, b), (xb,))  # type: ignore[no-any-return]
+
+                with torch.no_grad():
+                    z = torch.cat(
+                        [vmap(one, in_dims=(0, 0, None))(params, buffers, xa[j : j + batch_size]) for j in range(0, len(xa), batch_size)], 1
+                    )
+                zn = z.float().numpy()
+                out.append(softmax(zn.reshape(-1, zn.shape[-1])).reshape(zn.shape))
+            except (RuntimeError, NotImplementedError):
+                out.append(np.stack([self.predict_proba(mod, x) for mod in group]))
+        return np.concatenate(out)
+
+    def time_one(self, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[nn.Module, float]:
+        """Train one model and return it with the seconds it took (to size a budget)."""
+        t0 = time.perf_counter()
+        model = self.fit(self.build(seed), x, y, seed=seed)
+        return model, time.perf_counter() - t0
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).to("meta")
+
+
+def _freeze_inactive(opt: torch.optim.Optimizer, leaves: list[torch.Tensor], active: torch.Tensor) -> None:
+    """One optimizer step that leaves the models without rows in this batch exactly as they were."""
+    saved = [p.detach()[~active].clone() for p in leaves]
+    state = [{k: v[~active].clone() for k, v in opt.state[p].items() if torch.is_tensor(v) and v.dim() > 0} for p in leaves]
+    opt.step()
+    with torch.no_grad():
+        for p, s, st in zip(leaves, saved, state):
+            p[~active] = s
+            for k, v in st.items():
+                opt.state[p][k][~active] = v
