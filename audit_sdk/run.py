@@ -384,6 +384,7 @@ def run_audit(
     progress: bool | None = None,
     label: str | None = None,
     on_attack_error: str = "raise",
+    skip_unrunnable: bool = False,
 ) -> AuditReport:
     """Audit ``target`` on ``data`` with each attack and return the report.
 
@@ -413,6 +414,9 @@ def run_audit(
         on_attack_error: ``"raise"`` (default) lets an attack's exception propagate;
             ``"record"`` records it in ``report.failures`` (and report.json, as a failed attack
             with its error) and runs the other attacks (what the CLI does).
+        skip_unrunnable: drop attacks that cannot run on this model and data (wrong access level, or
+            their ``Attack.check`` finds a problem) with a note in ``report.notes`` instead of refusing
+            the whole audit; at least one attack must remain. The CLI's default attack set uses it.
     """
     if on_attack_error not in ("raise", "record"):
         raise InvalidParameterError(f"on_attack_error must be 'raise' or 'record'; got {on_attack_error!r}.")
@@ -472,17 +476,32 @@ def run_audit(
     if not attack_objs:
         raise InvalidParameterError("no attacks to run; pass at least one attack name (see `audit-sdk plugins`).")
     # Refuse mismatched access and data the model cannot take up front, before any attack spends time.
-    for att in attack_objs:
-        check_access(tgt, att.access, attack_name=att.name, alternatives=_alternatives(reg, tgt))
     check_data_against_target(tgt, data)
-    problems = []
+    problems: list[str] = []
+    skipped: list[str] = []
+    runnable: list[Attack] = []
     for att in attack_objs:
+        mine: list[str] = []
         try:
-            problems += [f"{att.name}: {p}" if not p.startswith(att.name) else p for p in (att.check(tgt, data) or [])]
+            check_access(tgt, att.access, attack_name=att.name, alternatives=_alternatives(reg, tgt))
         except AuditSDKError as exc:
-            problems.append(str(exc))
+            if not skip_unrunnable:
+                raise  # the typed AccessError, naming the attacks that fit
+            mine = [str(exc)]
+        try:
+            mine = mine or [f"{att.name}: {p}" if not p.startswith(att.name) else p for p in (att.check(tgt, data) or [])]
+        except AuditSDKError as exc:
+            mine = [str(exc)]
+        if mine and skip_unrunnable:
+            skipped.append(f"skipped {att.name}: " + " ".join(mine[0].split()))
+        else:
+            problems += mine
+            runnable.append(att)
     if problems:
         raise InvalidDataError("; ".join(" ".join(p.split()).rstrip(".") for p in problems) + ".")
+    if not runnable:
+        raise InvalidDataError("no attack can run on this model and data: " + "; ".join(skipped))
+    attack_objs = runnable
     own_executor = None
     if context is not None:
         ctx = context
@@ -533,10 +552,10 @@ def run_audit(
         timings=timings,
         label=label,
         failures=failures,
-        notes=_data_notes(data),
+        notes=skipped + _data_notes(data),
         order=order,
     )
-    for note in report.notes if results else []:  # notes on metrics only matter where there are metrics
+    for note in _data_notes(data) if results else []:  # notes on metrics only matter where there are metrics
         warnings.warn(note, AuditSDKWarning, stacklevel=2)
     report.sections.extend(_sections(reg, report))
     return report

@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
     attacks: list[tuple[str, dict[str, Any]]] = []
     params: dict[str, dict[str, Any]] = {}
+    defaults = False
     with problems.check():
         params = parse_params(args.param)
     if args.attacks:
@@ -144,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         attacks = [(n, {**p, **params.get(n, {})}) for n, p in attacks]
     elif not args.config:
         attacks = [(n, params.get(n, {})) for n in DEFAULT_ATTACKS]
+        defaults = True  # those that cannot run on this model and data are skipped, with a note in the report
     known = {n for n, _ in attacks}
     for comp in params:
         with problems.check():
@@ -210,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
                 extras=extras,
             ),
             on_attack_error="record",
+            skip_unrunnable=defaults,
         )
     finally:
         executor.close()
@@ -230,6 +233,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(report.to_dict(), indent=2, default=str) + "\n")
     elif not args.quiet:
         print(report.summary())
+        for note in report.notes:
+            if note.startswith("skipped "):
+                print(note)
         for r in report.results:  # what the SDK chose for the reference attacks, and why
             for line in _reference_choices(r.extra):
                 print(f"{r.attack}: {line}")

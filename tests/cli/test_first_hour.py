@@ -35,7 +35,7 @@ def test_json_without_out_writes_no_file(digits_memorised_onnx, npz, tmp_path, m
 
 def test_progress_lines_in_a_pipe_and_quiet_silences_them(digits_memorised_onnx, npz, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AUDIT_SDK_PROGRESS_INTERVAL", "0")
-    args = ["audit", str(digits_memorised_onnx), "--data", str(npz), "--no-html", "--out", str(tmp_path)]
+    args = ["audit", str(digits_memorised_onnx), "--data", str(npz), "--no-html", "--out", str(tmp_path), "--attacks", "mia.loss-threshold"]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "auditing: 0/1 (started)" in err and "auditing [mia.loss-threshold]: 1/1 (done in" in err

@@ -257,6 +257,7 @@ def test_a_damaged_cached_reference_model_is_retrained(tiny_onnx, tiny_digits, t
     data = _npz(tmp_path / "d.npz", **_sets(x, y))
     argv = ["audit", str(tiny_onnx), "--data", str(data), "--attacks", "mia.lira", "--param", "mia.lira.n_references=2"]
     argv += ["--param", "mia.lira.reference_epochs=1", "--out", str(tmp_path / "o"), "-q", "--no-html"]
+    argv += ["--param", "mia.lira.architecture=mlp"]  # named: no surrogate selection, so the cache holds exactly the 2 references
     assert main(argv) == 0
     first = json.loads((tmp_path / "o" / "report.json").read_text())["attacks"][0]
     models = sorted((tmp_path / "o" / "cache" / "mia-reference").glob("*.pt"))
