@@ -398,10 +398,14 @@ class _Pool:
             return 0
         self.trained_paths.update(self.path(trainer, masks[i], i) for i in todo)
         executor = getattr(context, "executor", None) or LocalExecutor(1)
-        threads = _small_model_threads(int(getattr(executor, "workers", 1) or 1))
+        workers = int(getattr(executor, "workers", 1) or 1)
+        threads = _small_model_threads(workers)
+        # groups of at most _GROUP models, and at least one group per worker so every worker has work
+        # (model i is the same whichever group trains it: each has its own seed and shuffle generator)
+        size = max(1, min(_GROUP, -(-len(todo) // workers)))
         tasks, keys = [], []
-        for g in range(0, len(todo), _GROUP):
-            group = todo[g : g + _GROUP]
+        for g in range(0, len(todo), size):
+            group = todo[g : g + size]
             paths = [self.path(trainer, masks[i], i) for i in group]
             seeds = [_model_seed(self.seed, i) for i in group]
             tasks.append((trainer, [self.x[masks[i]] for i in group], [self.y[masks[i]] for i in group], seeds, paths, threads))

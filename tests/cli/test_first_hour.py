@@ -29,7 +29,12 @@ def test_json_without_out_writes_no_file(digits_memorised_onnx, npz, tmp_path, m
     report = json.loads(capsys.readouterr().out)
     assert report["attacks"][0]["name"] == "mia.loss-threshold"
     assert list(tmp_path.iterdir()) == []
-    assert main(["audit", str(digits_memorised_onnx), "--data", str(npz), "--json", "--quiet", "--out", "o", "--attacks", "mia.loss-threshold"]) == 0
+    assert (
+        main(
+            ["audit", str(digits_memorised_onnx), "--data", str(npz), "--json", "--quiet", "--out", "o", "--attacks", "mia.loss-threshold"]
+        )
+        == 0
+    )
     assert (tmp_path / "o" / "report.json").is_file()
 
 

@@ -149,7 +149,7 @@ def test_ray_ships_a_shared_array_once(local_ray, monkeypatch: pytest.MonkeyPatc
 # --------------------------------------------------------------------------- audit level (slow)
 # A real reference-model attack (offline LiRA on the memorising digits CNN) with its training
 # fanned out on Ray: same scores as inline, survives a killed worker, resumes after a cancel.
-LIRA = {"mode": "offline", "n_references": 4, "reference_epochs": 20}
+LIRA = {"mode": "offline", "n_references": 4, "reference_epochs": 20, "architecture": "cnn"}  # named: no surrogate selection
 
 
 def _lira(target, data, executor, cache_dir):
@@ -214,8 +214,13 @@ def test_lira_on_ray_matches_inline_and_survives_a_killed_worker(
 
 
 @pytest.mark.slow
-def test_lira_cancelled_on_ray_resumes_without_retraining(local_ray, digits_memorised_onnx, digits_memorised, tmp_path, one_torch_thread):
+def test_lira_cancelled_on_ray_resumes_without_retraining(
+    local_ray, digits_memorised_onnx, digits_memorised, tmp_path, one_torch_thread, monkeypatch
+):
     import audit_sdk
+    from audit_sdk.plugins.mia import _reference
+
+    monkeypatch.setattr(_reference, "_GROUP", 1)  # one model per task: a cancel lands between tasks
 
     target = audit_sdk.load_target(str(digits_memorised_onnx))
     cache = tmp_path / "cache"
