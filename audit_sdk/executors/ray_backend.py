@@ -39,17 +39,24 @@ def _ray() -> Any:
 
 
 def _sdk_origin() -> dict[str, str]:
-    """Where this process imports the SDK from (run on the driver and, as a probe, on a worker)."""
-    import audit_sdk
-    import audit_sdk.adapters
-    import audit_sdk.plugins
+    """Where this process imports the SDK and every registered plugin module from (driver and worker probe).
 
-    return {
-        "version": str(audit_sdk.__version__),
-        "audit_sdk": str(Path(audit_sdk.__file__ or "").resolve()),
-        "plugins": str(Path(audit_sdk.plugins.__file__ or "").resolve()),
-        "adapters": str(Path(audit_sdk.adapters.__file__ or "").resolve()),
-    }
+    Plugin modules are located with ``find_spec`` (their packages are imported, the modules are not run),
+    from the ``audit_sdk`` entry points, so built-ins and third-party plugins are checked alike.
+    """
+    import importlib.util
+    from importlib import metadata
+
+    import audit_sdk
+
+    out = {"version": str(audit_sdk.__version__), "audit_sdk": str(Path(audit_sdk.__file__ or "").resolve())}
+    for ep in metadata.entry_points(group="audit_sdk"):
+        module = ep.value.split(":")[0].strip()
+        spec = importlib.util.find_spec(module)
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named {module!r} (plugin {ep.name!r})")
+        out[module] = str(Path(spec.origin or "").resolve())
+    return out
 
 
 def _first_line(exc: BaseException) -> str:
@@ -234,7 +241,7 @@ class RayExecutor(Executor):
                 f"{driver['audit_sdk']}. Install audit-sdk in the workers' environment, or pass "
                 "init_kwargs={'runtime_env': ...} that makes `import audit_sdk.plugins` work there."
             ) from None
-        keys = ("audit_sdk", "plugins", "adapters") if not self.address else ("version",)
+        keys = sorted(driver) if not self.address else ["version"]
         differ = [k for k in keys if worker.get(k) != driver[k]]
         if differ:
             k = differ[0]

@@ -179,7 +179,7 @@ def test_ray_workers_importing_another_copy_are_refused() -> None:
     from audit_sdk.errors import BackendUnavailableError
 
     def elsewhere(origin):
-        return origin | {"plugins": "/elsewhere/plugins/__init__.py"}
+        return origin | {"audit_sdk.plugins.mia.lira": "/elsewhere/plugins/mia/lira.py"}
 
     with pytest.raises(BackendUnavailableError, match="different SDK than the driver"):
         _executor(_FakeRay(elsewhere))._check_workers_import_the_driver_sdk()
