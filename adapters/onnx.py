@@ -168,6 +168,25 @@ def _ort() -> Any:
 
 
 @functools.lru_cache(maxsize=1)
+def session_setup(device: str, intra_op_threads: int = 0) -> tuple[list[str], Any]:
+    """Execution providers for ``device`` ("auto", "cpu" or "cuda") and quiet SessionOptions (both ONNX targets use it).
+
+    Raises:
+        BackendUnavailableError: ``device="cuda"`` where the CUDA provider cannot load.
+    """
+    ort = _ort()
+    providers = list(available_providers())
+    if device == "cpu":
+        providers = ["CPUExecutionProvider"]
+    elif device == "cuda" and "CUDAExecutionProvider" not in providers:
+        raise BackendUnavailableError("device='cuda' but the CUDA execution provider cannot load here; use device='auto' or 'cpu'.")
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if intra_op_threads:
+        so.intra_op_num_threads = intra_op_threads
+    return providers, so
+
+
 def available_providers() -> tuple[str, ...]:
     """Execution providers that really work here: CUDA only if a session can be created on it.
 
@@ -255,7 +274,6 @@ class OnnxTarget(Target):
         outputs: Literal["auto", "logits", "probabilities"] | None = None,
         output_index: int | None = None,
     ) -> None:
-        ort = _ort()
         self.path = Path(path)
         if not self.path.is_file():
             raise InvalidModelError(f"ONNX model {str(self.path)!r} does not exist; pass the path to an exported .onnx file.")
@@ -268,16 +286,7 @@ class OnnxTarget(Target):
             output = int(output_index)
         if pad_token_id is not None and (isinstance(pad_token_id, bool) or not isinstance(pad_token_id, (int, np.integer))):
             raise InvalidParameterError(f"pad_token_id must be an integer token id; got {pad_token_id!r}.")
-        providers = list(available_providers())
-        if device == "cpu":
-            providers = ["CPUExecutionProvider"]
-        elif device == "cuda" and "CUDAExecutionProvider" not in providers:
-            raise BackendUnavailableError("device='cuda' but the CUDA execution provider cannot load here; use device='auto' or 'cpu'.")
-        self._so = ort.SessionOptions()
-        self._so.log_severity_level = 3
-        if intra_op_threads:
-            self._so.intra_op_num_threads = intra_op_threads
-        self._providers_wanted = providers
+        self._providers_wanted, self._so = session_setup(device, intra_op_threads)
         self.session = self._open(str(self.path))
         self.graph = _read_graph(self.path)
         self.pad_token_id = None if pad_token_id is None else int(pad_token_id)

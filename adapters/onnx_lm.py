@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from audit_sdk.errors import BackendUnavailableError, InvalidModelError, InvalidParameterError
+from audit_sdk.errors import InvalidModelError, InvalidParameterError
 from audit_sdk.sequence import SequenceTarget
 
-from .onnx import _ort, available_providers
+from .onnx import _ort, session_setup
 
 __all__ = ["OnnxLMTarget", "looks_like_causal_lm"]
 
@@ -77,15 +77,7 @@ class OnnxLMTarget(SequenceTarget):
             raise InvalidModelError(f"ONNX model {str(self.path)!r} does not exist; pass the path to an exported .onnx file.")
         if batch_size < 1:
             raise InvalidParameterError(f"batch_size must be >= 1; got {batch_size}.")
-        providers = list(available_providers())
-        if device == "cpu":
-            providers = ["CPUExecutionProvider"]
-        elif device == "cuda" and "CUDAExecutionProvider" not in providers:
-            raise BackendUnavailableError("device='cuda' but the CUDA execution provider cannot load here; use device='auto' or 'cpu'.")
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        if intra_op_threads:
-            so.intra_op_num_threads = intra_op_threads
+        providers, so = session_setup(device, intra_op_threads)
         try:
             self.session = ort.InferenceSession(str(self.path), so, providers=providers)
         except Exception as exc:
