@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from audit_sdk._markers import hookimpl
+from audit_sdk import hookimpl
 from audit_sdk.target import Target
 
 

@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from audit_sdk._markers import hookimpl
+from audit_sdk import hookimpl
 from audit_sdk.data import pack_inputs
 from audit_sdk.errors import BackendUnavailableError, InvalidDataError, InvalidModelError, InvalidParameterError
 from audit_sdk.target import Target

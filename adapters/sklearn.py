@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from audit_sdk._markers import hookimpl
+from audit_sdk import hookimpl
 from audit_sdk.errors import InvalidModelError, InvalidParameterError
 from audit_sdk.target import Target
 from audit_sdk.training import Trainer

@@ -10,12 +10,8 @@ Importing this package never imports torch or onnxruntime; adapters import them 
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
-
 # first: from a source checkout (the repository root first on sys.path) the mapped sub-packages resolve to its folders
 from . import _source_tree  # noqa: F401  (registers its finder on import)
-from ._markers import hookimpl, hookspec
-from ._rng import as_generator, secure_generator
 from .data import (
     AuditData,
     Split,
@@ -40,18 +36,16 @@ from .errors import (
     PluginError,
     UnknownComponentError,
 )
-from .executor import Executor, LocalExecutor
+from .executors import Executor, LocalExecutor
 from .interfaces import Accountant, Attack, Defense, Mechanism, PrivacyEvent
+from .markers import hookimpl, hookspec
 from .registry import Registry, get_plugin_manager, get_registry
 from .results import AttackResult
+from .rng import as_generator, secure_generator
 from .run import AuditReport, RunContext, load_target, run_attack, run_audit
 from .target import Target
 from .training_api import train
-
-try:
-    __version__ = _metadata.version("audit-sdk")
-except _metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from .version import __version__
 
 __all__ = [
     "AccessError",

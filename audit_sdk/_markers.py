@@ -1,7 +1,5 @@
-"""pluggy markers for the ``audit_sdk`` project (kept apart so hookspecs.py holds specs only)."""
+"""Old private name of :mod:`audit_sdk.markers`, kept so code written against it keeps working."""
 
-import pluggy
+from .markers import PROJECT, hookimpl, hookspec
 
-PROJECT = "audit_sdk"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+__all__ = ["PROJECT", "hookimpl", "hookspec"]

@@ -17,7 +17,6 @@ Needs torch (the Trainer) and onnxruntime when models are audited as ONNX files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -28,14 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .audit_report import AuditReport
+from .digest import data_digest, spec_digest
 from .errors import InvalidParameterError
-from .executor import LocalExecutor, TaskFailure
+from .executors import LocalExecutor, TaskFailure
+from .report_model import format_table, json_default
 
 if TYPE_CHECKING:
     from .config import AuditConfig
+    from .context import RunContext
     from .data import AuditData
     from .registry import Registry
-    from .run import AuditReport, RunContext
 
 __all__ = ["Comparison", "run_comparison"]
 
@@ -99,19 +101,10 @@ class Comparison:
 
     def summary(self) -> str:
         """A plain-text privacy-utility table, one line per (cell, attack)."""
-        from .run import _fmt
-
         rows = self.long_rows()
         if not rows:
             return "(no cells)"
-        cols: list[str] = []
-        for r in rows:
-            cols += [c for c in r if c not in cols]
-        cells = [[c] + [_fmt(r.get(c)) if r.get(c) is not None else "" for r in rows] for c in cols]
-        widths = [max(len(v) for v in col) for col in cells]
-        lines = ["  ".join(col[i].ljust(w) for col, w in zip(cells, widths)).rstrip() for i in range(len(rows) + 1)]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        out = "\n".join(lines)
+        out = format_table(rows)
         for f in self.failures:
             out += f"\nFAILED cell {f['cell']}: {f['error']}"
         return out
@@ -129,15 +122,14 @@ class Comparison:
 
     def to_json(self, path: str | Path) -> Path:
         from .fileio import write_text_atomic
-        from .run import _json_default
 
-        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=_json_default))
+        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=json_default))
 
     def to_html(self, path: str | Path, *, title: str = "audit-sdk comparison") -> Path:
         from .report import render_html
 
         if not self.reports and self.failures:
-            from .executor import TaskError
+            from .executors import TaskError
 
             first = self.failures[0]
             raise TaskError(
@@ -151,22 +143,11 @@ def _slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", label).strip("_") or "cell"
 
 
-def _data_digest(data: AuditData) -> str:
-    h = hashlib.sha256()
-    for split in (data.members, data.non_members, data.population):
-        if split is not None:
-            for a in (split.x, split.y):
-                arr = np.ascontiguousarray(a)
-                h.update(str((arr.dtype.str, arr.shape)).encode())
-                h.update(arr.tobytes())
-    return h.hexdigest()
-
-
 def _task_key(label: str, args: tuple[Any, ...], data_digest: str) -> str:
     """Executor key naming everything a cell's result depends on (an executor with a result
     cache must never return another grid's cell under the same label)."""
     spec = json.dumps([label, args, data_digest], sort_keys=True, default=str)
-    return f"{_slug(label)}-{hashlib.sha256(spec.encode()).hexdigest()[:20]}"
+    return f"{_slug(label)}-{spec_digest(spec, length=20)}"
 
 
 _RESULT_FIELDS = (
@@ -195,7 +176,6 @@ def _report_to_tree(report: AuditReport) -> dict[str, Any]:
 
 def _report_from_tree(tree: dict[str, Any]) -> AuditReport:
     from .results import AttackResult
-    from .run import AuditReport
 
     results = [AttackResult(**{k: r.get(k) for k in _RESULT_FIELDS if r.get(k) is not None or k == "data_range"}) for r in tree["results"]]
     return AuditReport(results=results, **{k: tree[k] for k in _REPORT_FIELDS})
@@ -412,7 +392,7 @@ def run_comparison(
         from .config import CellSpec
 
         phase1 = [CellSpec(label="_baseline"), *phase1]
-    digest = _data_digest(data)
+    digest = data_digest(data)
     t0 = time.perf_counter()
     stack = ExitStack()
     bar = stack.enter_context(track("comparison cells", len(phase1) + len(phase2), enabled=progress or None))

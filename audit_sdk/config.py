@@ -155,7 +155,7 @@ class ExecutorSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict, description="backend options (e.g. a Ray address)")
 
     def make(self) -> Any:
-        from .executor import make_executor
+        from .executors import make_executor
 
         return make_executor(self.name, workers=self.workers, **self.options)
 

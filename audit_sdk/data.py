@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ._rng import RNGLike, as_generator
 from .errors import BackendUnavailableError, InvalidDataError
 from .fileio import atomic_write
+from .rng import RNGLike, as_generator
+from .tokens import to_token_array
 
 __all__ = [
     "AuditData",
@@ -454,8 +455,6 @@ def _is_token_npz(arrays: dict[str, np.ndarray]) -> bool:
 
 
 def _token_audit_data(arrays: dict[str, np.ndarray], p: Path, *, check_disjoint: bool) -> AuditData:
-    from .sequence import to_token_array
-
     sets = ["members", "non_members"] + (["population"] if "x_population" in arrays else [])
     if "x_non_members" not in arrays:
         raise InvalidDataError(f"{p}: token data needs x_non_members beside x_members; found {sorted(arrays)}.")

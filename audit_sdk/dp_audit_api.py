@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._rng import RNGLike
 from .data import AuditData
 from .errors import InvalidDataError
+from .rng import RNGLike
 
 __all__ = ["audit_dp", "digits_dp_audit_data"]
 

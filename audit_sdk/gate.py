@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import InvalidParameterError, PolicyViolationError
 
 if TYPE_CHECKING:
-    from .run import AuditReport
+    from .report_model import ReportModel
 
 __all__ = ["Rule", "RuleOutcome", "check_policy", "evaluate_rules", "parse_rule", "parse_rules", "validate_rule_targets"]
 
@@ -211,7 +211,7 @@ def _as_number(value: Any, rule: Rule, where: str) -> float:
     return float(value)
 
 
-def evaluate_rules(report: AuditReport, rules: Sequence[Rule]) -> list[RuleOutcome]:
+def evaluate_rules(report: ReportModel, rules: Sequence[Rule]) -> list[RuleOutcome]:
     """Apply each rule to the report.
 
     Raises:
@@ -260,7 +260,7 @@ def evaluate_rules(report: AuditReport, rules: Sequence[Rule]) -> list[RuleOutco
     return outcomes
 
 
-def check_policy(report: AuditReport, rules: Sequence[Rule]) -> list[RuleOutcome]:
+def check_policy(report: ReportModel, rules: Sequence[Rule]) -> list[RuleOutcome]:
     """Evaluate the rules; return the outcomes when none fails.
 
     Raises:

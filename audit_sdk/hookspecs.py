@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._markers import hookspec
+from .markers import hookspec
 
 if TYPE_CHECKING:
     from .interfaces import Accountant, Attack, Defense, Mechanism

@@ -24,9 +24,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import InvalidParameterError
 
 if TYPE_CHECKING:
+    from .context import RunContext
     from .data import AuditData
     from .results import AttackResult
-    from .run import RunContext
     from .target import Target
 
 __all__ = [

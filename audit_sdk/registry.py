@@ -37,9 +37,9 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
-from ._markers import PROJECT
 from .errors import PluginError, PluginWarning, UnknownComponentError
 from .interfaces import Accountant, Attack, Component, Defense, Mechanism
+from .markers import PROJECT
 
 __all__ = ["ENTRY_POINT_GROUP", "Registry", "get_plugin_manager", "get_registry"]
 

@@ -7,52 +7,31 @@ report.to_json("out/report.json")
 
 from __future__ import annotations
 
-import json
-import platform
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._rng import RNGLike, as_generator
+from .audit_report import AuditReport
+from .context import RunContext
 from .data import AuditData
 from .errors import AuditSDKError, AuditSDKWarning, InvalidDataError, InvalidModelError, InvalidParameterError
-from .executor import Executor, LocalExecutor
 from .interfaces import Attack
+from .membership import enrich_membership
 from .progress import progress_mode, track
 from .registry import Registry, get_registry
+from .report_model import SCHEMA_VERSION, json_default
 from .results import AttackResult
+from .rng import RNGLike, as_generator
 from .target import CAPABILITIES_FOR_ACCESS, Target, check_access
 
 __all__ = ["AuditReport", "RunContext", "load_target", "run_attack", "run_audit", "SCHEMA_VERSION"]
 
-#: Version of the report.json schema.
-SCHEMA_VERSION = 1
-
-
-@dataclass
-class RunContext:
-    """Resources shared by the attacks of one run.
-
-    Attributes:
-        registry: components and the plugin manager (hooks are called through ``registry.pm.hook``).
-        executor: runs fan-out work (reference models).
-        cache_dir: where trained reference models are cached (None: no cache).
-        out_dir: where artefacts (per-sample scores, images) are written (None: nowhere).
-        progress: show progress bars.
-        extras: anything an attack family shares between its attacks (e.g. a model factory).
-    """
-
-    registry: Registry
-    executor: Executor = field(default_factory=LocalExecutor)
-    cache_dir: Path | None = None
-    out_dir: Path | None = None
-    progress: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
+# Old private name, kept for code written against it; use audit_sdk.report_model.json_default.
+_json_default = json_default
 
 
 def load_target(model: Any, *, registry: Registry | None = None, **options: Any) -> Target:
@@ -113,6 +92,7 @@ def run_attack(attack: Attack, target: Target, data: AuditData, *, rng: RNGLike 
     t0 = time.perf_counter()
     result = attack.run(target, data, rng=rng, context=ctx)
     result.seconds = time.perf_counter() - t0
+    enrich_membership(result, out_dir=ctx.out_dir)  # slices, verdict, score file: third-party results too
     ctx.registry.pm.hook.on_attack_finished(attack=attack, result=result)
     return result
 
@@ -155,196 +135,6 @@ def _failure(att: Attack, exc: BaseException) -> dict[str, Any]:
         "error_type": type(exc).__name__,
         "input_error": isinstance(exc, AuditSDKError),
     }
-
-
-@dataclass
-class AuditReport:
-    """Results of an audit, with a table view, JSON (schema_version 1) and a self-contained HTML page.
-
-        report = audit_sdk.run_audit("model.onnx", data, attacks=["mia.loss-threshold"])
-        print(report.summary()); report.to_json("out/report.json"); report.to_html("out/report.html")
-
-    Attributes:
-        target, data: JSON-able descriptions of the model and the audit data.
-        results: one AttackResult per attack, in the order run.
-        privacy: figures of the DP training run the model came from (e.g. ``{"epsilon": 3.0,
-            "delta": 1e-5, "accountant": "acct.rdp"}``), shown beside the empirical lower bounds.
-        sections: extra report sections from the ``report_sections`` hook.
-        config: the audit config that produced the report (JSON-able), when one was used.
-        timings: seconds per phase (``load_target``, each attack by name, ``total``).
-        policy: outcomes of the privacy gate rules checked against this report.
-        label: a short name for the audited model (a grid cell's label).
-        failures: attacks that raised (``run_audit(..., on_attack_error="record")``), each
-            ``{"name", "params", "status": "failed", "error", "error_type", "input_error"}``.
-        notes: what the run noticed and assumed (e.g. too few samples to measure).
-    """
-
-    target: dict[str, Any]
-    data: dict[str, Any]
-    results: list[AttackResult]
-    seed: int | None = None
-    seconds: float = 0.0
-    privacy: dict[str, Any] | None = None
-    sections: list[dict[str, Any]] = field(default_factory=list)
-    config: dict[str, Any] | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    policy: list[dict[str, Any]] = field(default_factory=list)
-    label: str | None = None
-    utility: dict[str, float] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    order: list[str] = field(default_factory=list, repr=False)
-
-    def theoretical_epsilon(self) -> float | None:
-        """The accountant's epsilon from ``privacy`` (the smallest one reported), or None without DP.
-
-        Looks for a numeric ``epsilon`` at the top of ``privacy`` or in nested dicts (one per
-        defense or accountant); every accountant's figure is a valid upper bound, so the
-        tightest is reported.
-        """
-        found: list[float] = []
-
-        def walk(node: Any) -> None:
-            if isinstance(node, dict):
-                v = node.get("epsilon")
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v):
-                    found.append(float(v))
-                for child in node.values():
-                    if isinstance(child, dict):
-                        walk(child)
-
-        walk(self.privacy or {})
-        return min(found) if found else None
-
-    def to_dict(self) -> dict[str, Any]:
-        from . import __version__
-
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "audit_sdk_version": __version__,
-            "python": platform.python_version(),
-            "seed": self.seed,
-            "seconds": round(self.seconds, 4),
-            "target": self.target,
-            "data": {k: self.data[k] for k in ("members", "non_members", "population") if k in self.data} | self.data,
-            "privacy": self.privacy,
-            "attacks": self._attack_entries(),
-            "failed_attacks": [f["name"] for f in self.failures],
-            "notes": self.notes,
-            "sections": [{k: v for k, v in s.items() if k != "html"} for s in self.sections],
-            "label": self.label,
-            "utility": self.utility,
-            "config": self.config,
-            "timings": {k: round(float(v), 4) for k, v in self.timings.items()},
-            "policy": self.policy,
-            "versions": versions(),
-        }
-
-    def _attack_entries(self) -> list[dict[str, Any]]:
-        """Every attack in the order run: results (``status: ok``) and failures (``status: failed``)."""
-        ok = [{**r.to_dict(), "status": "ok"} for r in self.results]
-        if not self.failures:
-            return ok
-        if len(self.order) != len(ok) + len(self.failures):
-            return ok + list(self.failures)
-        oks, fails = iter(ok), iter(self.failures)
-        return [next(fails) if kind == "failed" else next(oks) for kind in self.order]
-
-    def to_html(self, path: str | Path, *, title: str | None = None) -> Path:
-        """Write a self-contained HTML page (plots embedded, no network needed) and return its path.
-
-        Needs matplotlib and jinja2 (default dependencies; ``pip install "audit-sdk[report]"``).
-        """
-        from .report import render_html
-
-        return render_html([self], path, title=title)
-
-    def check_policy(self, rules: Sequence[str]) -> list[dict[str, Any]]:
-        """Check privacy gate rules (``"mia.loss-threshold.auc > 0.6"``) and record the outcomes.
-
-        Raises:
-            PolicyViolationError: a rule holds (the policy fails); the outcomes are recorded first.
-            InvalidParameterError: a rule is malformed or names an attack or metric not in the report.
-        """
-        from .errors import PolicyViolationError
-        from .gate import evaluate_rules, parse_rules
-
-        outcomes = evaluate_rules(self, parse_rules(rules))
-        self.policy = [o.to_dict() for o in outcomes]
-        failed = [o for o in outcomes if o.failed]
-        if failed:
-            raise PolicyViolationError("; ".join(o.describe() for o in failed))
-        return self.policy
-
-    def to_json(self, path: str | Path) -> Path:
-        from .fileio import write_text_atomic
-
-        return write_text_atomic(path, json.dumps(self.to_dict(), indent=2, default=_json_default))
-
-    def rows(self) -> list[dict[str, Any]]:
-        rows = []
-        for r in self.results:
-            m = r.metrics
-            if r.kind == "membership":
-                rows.append(
-                    {
-                        "attack": r.attack,
-                        "auc": m["auc"],
-                        "advantage": m["advantage"],
-                        "tpr@0.1%": m["tpr_at_fpr"]["0.001"],
-                        "tpr@1%": m["tpr_at_fpr"]["0.01"],
-                        "eps_lb": m["epsilon_lower_bound"],
-                        "seconds": r.seconds,
-                    }
-                )
-            else:
-                rows.append({"attack": r.attack, "ssim": m["ssim"], "psnr": m["psnr"], "rel_l2": m["relative_l2"], "seconds": r.seconds})
-        return rows
-
-    def summary(self) -> str:
-        """A plain-text table of the headline metrics, one row per attack."""
-        rows = self.rows()
-        if not rows:
-            return "(no attacks run)"
-        cols: list[str] = []
-        for r in rows:
-            cols += [c for c in r if c not in cols]
-        fmt = [[c] + [_fmt(r.get(c, "")) for r in rows] for c in cols]
-        widths = [max(len(v) for v in col) for col in fmt]
-        lines = ["  ".join(col[i].ljust(w) for col, w in zip(fmt, widths)) for i in range(len(rows) + 1)]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.4g}"
-    return str(v)
-
-
-def versions() -> dict[str, str]:
-    """Versions of audit-sdk, Python and the libraries that shape the numbers (those installed)."""
-    from importlib import metadata
-
-    from . import __version__
-
-    out = {"audit-sdk": __version__, "python": platform.python_version(), "platform": platform.platform(terse=True)}
-    for dist in ("numpy", "scipy", "scikit-learn", "torch", "onnxruntime-gpu", "onnxruntime", "pydantic", "pluggy"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return out
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 _UNSET: Any = object()
@@ -524,7 +314,7 @@ def run_audit(
                     _ = res.metrics  # metrics of a malformed result fail here, charged to the attack
                 except Exception as exc:
                     from .errors import PluginError
-                    from .executor import RunCancelled
+                    from .executors import RunCancelled
 
                     # cancellation and strict-mode plugin faults end the run; anything else is this attack's failure
                     if on_attack_error == "raise" or isinstance(exc, (RunCancelled, PluginError)):

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ._rng import RNGLike
 from .errors import InvalidDataError, InvalidParameterError
+from .rng import RNGLike
 
 __all__ = ["train"]
 

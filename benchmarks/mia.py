@@ -158,7 +158,7 @@ def main() -> None:
     import audit_sdk
     from audit_sdk.adapters.torch import export_onnx
     from audit_sdk.adapters.torch.recipes import digits_setup
-    from audit_sdk.executor import LocalExecutor
+    from audit_sdk.executors import LocalExecutor
     from audit_sdk.run import RunContext, run_attack
 
     torch.set_num_threads(1)

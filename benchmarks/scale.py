@@ -106,7 +106,7 @@ def _same(a: list[dict], b: list[dict]) -> bool:
 def part_speedup(args: argparse.Namespace) -> None:
     import torch
 
-    from audit_sdk.executor import LocalExecutor
+    from audit_sdk.executors import LocalExecutor
 
     torch.set_num_threads(1)
     tasks = [(s, args.ref_rows, args.ref_epochs) for s in range(args.tasks)]

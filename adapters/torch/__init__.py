@@ -16,7 +16,7 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from audit_sdk._markers import hookimpl
+from audit_sdk import hookimpl
 
 if TYPE_CHECKING:
     from audit_sdk.target import Target

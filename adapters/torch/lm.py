@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from audit_sdk._rng import RNGLike, as_generator
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError
 from audit_sdk.interfaces import Defense
+from audit_sdk.rng import RNGLike, as_generator
 from audit_sdk.sequence import PAD, SequenceTarget, sequence_lengths, to_token_array
 
 from ._util import resolve_device

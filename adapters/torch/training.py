@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from audit_sdk._rng import RNGLike, as_generator
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.interfaces import Defense
 from audit_sdk.progress import track
+from audit_sdk.rng import RNGLike, as_generator
 
 from ._util import resolve_device
 

@@ -96,7 +96,7 @@ def _strict_plugins(argv: list[str]) -> Iterator[list[str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from ..version import __version__
 
     parser = _Parser(prog="audit-sdk", description="Audit ML models for training-data leakage; train them with privacy defences.")
     parser.add_argument("--version", action="version", version=f"audit-sdk {__version__}")

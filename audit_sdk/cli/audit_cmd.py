@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
 
     seed = args.seed if args.seed is not None else (cfg.seed if cfg is not None else 0)
     batch = args.batch_size or (cfg.target.batch_size if cfg is not None and cfg.target is not None else 1024)
-    from ..executor import resolve_executor
+    from ..executors import resolve_executor
     from ..run import RunContext
 
     # scale flags override the config's executor; artefacts (per-example scores, reconstructions) go

@@ -5,7 +5,7 @@
     with RayExecutor(address="auto", cache_dir="/shared/cache") as ex:     # join a running cluster
         results = ex.map(train_reference, tasks, keys=cache_keys)
 
-Same semantics as ``LocalExecutor`` (one driver loop, ``audit_sdk.executor.drive``): ordered
+Same semantics as ``LocalExecutor`` (one driver loop, ``audit_sdk.executors.base.drive``): ordered
 results, retry once then ``TaskFailure``, a result cache for resuming, ``cancel()``. Ray's own
 retries are off (``max_retries=0``) so a killed worker is retried exactly like a failing task.
 An argument several tasks share (the same object: a data pool, an AuditData) is put into Ray's
@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from audit_sdk.cache import ResultCache
-from audit_sdk.errors import BackendUnavailableError, InvalidParameterError
-from audit_sdk.executor import Executor, MapStats, drive
+from ..cache import ResultCache
+from ..errors import BackendUnavailableError, InvalidParameterError
+from ..version import __version__
+from .base import Executor, MapStats, drive
 
 __all__ = ["RayExecutor"]
 
@@ -47,9 +48,9 @@ def _sdk_origin() -> dict[str, str]:
     import importlib.util
     from importlib import metadata
 
-    import audit_sdk
-
-    out = {"version": str(audit_sdk.__version__), "audit_sdk": str(Path(audit_sdk.__file__ or "").resolve())}
+    # this module's parent package is the SDK this process imported (a worker has imported it to run the probe)
+    sdk = importlib.util.find_spec("audit_sdk")
+    out = {"version": str(__version__), "audit_sdk": str(Path((sdk.origin if sdk else None) or "").resolve())}
     for ep in metadata.entry_points(group="audit_sdk"):
         module = ep.value.split(":")[0].strip()
         spec = importlib.util.find_spec(module)

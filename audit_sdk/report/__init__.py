@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailableError, InvalidParameterError
+from ..report_model import versions
 
 if TYPE_CHECKING:
-    from ..run import AuditReport
+    from ..report_model import ReportModel
 
 __all__ = ["LEVEL_WORDS", "claimed_epsilon", "generic_table", "render_html", "verdict"]
 
@@ -60,7 +61,7 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def claimed_epsilon(report: AuditReport) -> tuple[float | None, str | None]:
+def claimed_epsilon(report: ReportModel) -> tuple[float | None, str | None]:
     """The model's one claimed epsilon and the accountant that proved it (None, None without DP).
 
     The tightest of the figures in ``report.privacy`` (the training run's own report: every
@@ -107,7 +108,7 @@ def _recipe_finding(res: Any) -> tuple[str, bool]:
     )
 
 
-def verdict(report: AuditReport) -> dict[str, Any]:
+def verdict(report: ReportModel) -> dict[str, Any]:
     """Summarise one report: level (``high``/``measurable``/``none``/``violated``), a sentence, and why.
 
     ``violated`` means an empirical lower bound exceeds the accountant's epsilon: the DP
@@ -293,7 +294,7 @@ def _recipe_audit(res: Any) -> bool:
     return isinstance(res.extra, Mapping) and "claimed_epsilon" in res.extra
 
 
-def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list[str]]]:
+def _headline_rows(reports: Sequence[ReportModel]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for rep in reports:
         for r in rep.rows():
@@ -323,7 +324,7 @@ def _headline_rows(reports: Sequence[AuditReport]) -> tuple[list[str], list[list
     return cols, [[_fmt(r.get(c)) for c in cols] for r in rows]
 
 
-def _tradeoffs(reports: Sequence[AuditReport]) -> list[dict[str, str]]:
+def _tradeoffs(reports: Sequence[ReportModel]) -> list[dict[str, str]]:
     from .plots import tradeoff_figure
 
     with_util = [r for r in reports if "test_accuracy" in r.utility]
@@ -376,7 +377,7 @@ def _tradeoffs(reports: Sequence[AuditReport]) -> list[dict[str, str]]:
     return figs
 
 
-def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str | None = None, extra_config: Any = None) -> Path:
+def render_html(reports: Sequence[ReportModel], path: str | Path, *, title: str | None = None, extra_config: Any = None) -> Path:
     """Write one self-contained HTML page for one or more audited models and return its path.
 
     Args:
@@ -391,7 +392,6 @@ def render_html(reports: Sequence[AuditReport], path: str | Path, *, title: str 
         import jinja2
     except ImportError as exc:
         raise BackendUnavailableError('the HTML report needs jinja2: pip install "audit-sdk[report]"') from exc
-    from ..run import versions
     from .plots import epsilon_figure, image_grid, roc_figure
 
     if not reports:

@@ -31,11 +31,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit_sdk import hookimpl
-from audit_sdk._rng import RNGLike, as_generator, secure_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError, NotFittedError
 from audit_sdk.interfaces import Defense
 from audit_sdk.metrics import relative_l2, ssim
+from audit_sdk.rng import RNGLike, as_generator, secure_generator
 from audit_sdk.target import Target
 
 __all__ = ["MorphedLearning", "MorphedTarget", "count_macs", "reverse_engineering_curve"]  # and AugmentedLayer, resolved lazily (PEP 562)

@@ -21,9 +21,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit_sdk import hookimpl
-from audit_sdk._rng import as_generator, secure_generator
 from audit_sdk.errors import AccessError
 from audit_sdk.interfaces import Defense
+from audit_sdk.rng import as_generator, secure_generator
 from audit_sdk.target import Target, softmax
 
 __all__ = ["DefendedTarget", "LabelOnly", "OutputNoise", "Rounding", "TopK"]
@@ -196,7 +196,7 @@ class OutputNoise(_OutputDefense):
     Fresh noise per query means an attacker who repeats a query can average it away (the noise
     shrinks as 1/sqrt(repeats)); rate-limit or cache answers when that matters.
 
-    Noise comes from a cryptographically seeded generator (``audit_sdk._rng.secure_generator``)
+    Noise comes from a cryptographically seeded generator (``audit_sdk.rng.secure_generator``)
     unless ``seed`` is given (reproducible, for experiments only: anyone who knows the seed can
     replay and subtract the noise).
     """

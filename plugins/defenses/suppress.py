@@ -41,9 +41,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audit_sdk import hookimpl
-from audit_sdk._rng import as_generator
 from audit_sdk.errors import InvalidModelError, InvalidParameterError
 from audit_sdk.interfaces import Defense
+from audit_sdk.rng import as_generator
 
 __all__ = ["MaskLayer", "SuppressPrivacy", "cubic_sparsity"]
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from audit_sdk._rng import RNGLike, as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import AccessError, InvalidDataError, InvalidParameterError
 from audit_sdk.interfaces import Attack, Defense
 from audit_sdk.registry import Registry, get_registry
+from audit_sdk.rng import RNGLike, as_generator
 from audit_sdk.run import RunContext, load_target, run_attack
 from audit_sdk.target import Target
 

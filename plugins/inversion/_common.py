@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from audit_sdk._rng import derive_seed
 from audit_sdk.data import AuditData, Split
 from audit_sdk.errors import AccessError, AuditSDKWarning, BackendUnavailableError, InvalidParameterError
 from audit_sdk.fileio import atomic_write
 from audit_sdk.metrics import reconstruction_metrics, ssim
 from audit_sdk.results import AttackResult
+from audit_sdk.rng import derive_seed
 from audit_sdk.target import Target
 
 if TYPE_CHECKING:

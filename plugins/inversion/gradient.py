@@ -28,11 +28,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audit_sdk import Attack, AttackResult, hookimpl
-from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.metrics import reconstruction_metrics, ssim
 from audit_sdk.progress import track
+from audit_sdk.rng import as_generator
 from audit_sdk.target import Target
 
 from . import _common as C

@@ -29,10 +29,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit_sdk import Attack, AttackResult, hookimpl
-from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.metrics import auc, roc_curve
+from audit_sdk.rng import as_generator
 from audit_sdk.sequence import SequenceTarget, TokenStats, sequence_lengths
 from audit_sdk.slicing import SlicingSpec, membership_verdict, slice_membership
 from audit_sdk.target import Target

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from audit_sdk._rng import as_generator
 from audit_sdk.errors import InvalidParameterError
+from audit_sdk.rng import as_generator
 from audit_sdk.sequence import SequenceTarget
 
 from .text import encode_texts, get_tokenizer

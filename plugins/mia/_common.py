@@ -1,22 +1,20 @@
 """Shared pieces of the membership attacks: per-example statistics and result finishing.
 
-Every membership attack ends through ``finish``: it builds the AttackResult (scored by the core),
-adds the slices (``audit_sdk.slicing``) and the verdict, and saves the per-example scores when the
-run has an ``out_dir``. No framework import here.
+Every membership attack ends through ``finish``: it builds the AttackResult (scored by the core)
+and hands it to the core's ``enrich_membership`` with what only the attack knows (predicted classes
+and per-example loss, for richer slices); the pipeline enriches third-party results the same way.
+No framework import here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from audit_sdk.fileio import atomic_write
+from audit_sdk.context import RunContext
+from audit_sdk.membership import enrich_membership
 from audit_sdk.results import AttackResult
-from audit_sdk.slicing import SlicingSpec, membership_verdict, slice_membership
 
 __all__ = ["finish", "logit_confidence", "true_class_stats"]
 
@@ -63,10 +61,6 @@ def logit_confidence(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.log(np.clip(py, _TINY, None)) - np.log(np.clip(rest, _TINY, None))
 
 
-def _params_tag(params: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
 def finish(
     attack: Any,
     *,
@@ -75,7 +69,7 @@ def finish(
     labels: np.ndarray,
     predicted: np.ndarray | None,
     loss: np.ndarray | None,
-    context: Any,
+    context: RunContext | None,
     extra: dict[str, Any] | None = None,
 ) -> AttackResult:
     """Build the membership AttackResult, with slices, verdict and saved per-example scores.
@@ -86,28 +80,7 @@ def finish(
             (for slicing by correctness and by loss percentile); None where the access level
             does not give them.
     """
-    params = attack.params.model_dump()
-    result = AttackResult(attack=attack.name, params=params, scores=scores, truth=truth, labels=labels, extra=dict(extra or {}))
-    spec = SlicingSpec(
-        entire_dataset=False,
-        by_class=True,
-        by_percentiles=loss is not None,
-        by_classification_correctness=predicted is not None,
+    result = AttackResult(
+        attack=attack.name, params=attack.params.model_dump(), scores=scores, truth=truth, labels=labels, extra=dict(extra or {})
     )
-    slices = slice_membership(result.scores, result.truth, spec=spec, labels=labels, predicted=predicted, loss=loss)
-    result.extra["slices"] = [s.to_dict() for s in slices]
-    result.extra["verdict"] = membership_verdict(result.metrics)
-    out_dir = getattr(context, "out_dir", None)
-    if out_dir is not None:
-        d = Path(out_dir) / "mia"
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / f"{attack.name}-{_params_tag(params)}.npz"
-        arrays: dict[str, np.ndarray] = {"scores": result.scores, "truth": result.truth, "labels": np.asarray(labels)}  # type: ignore[dict-item]
-        if predicted is not None:
-            arrays["predicted"] = np.asarray(predicted)
-        if loss is not None:
-            arrays["loss"] = np.asarray(loss)
-        with atomic_write(path) as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-        result.extra["scores_file"] = str(path)
-    return result
+    return enrich_membership(result, out_dir=context.out_dir if context is not None else None, predicted=predicted, loss=loss)

@@ -53,7 +53,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
-from audit_sdk.executor import LocalExecutor
+from audit_sdk.executors import LocalExecutor
 from audit_sdk.fileio import atomic_path
 from audit_sdk.target import Target
 from audit_sdk.training import Trainer, make_trainer

@@ -8,9 +8,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit_sdk import Attack, AttackResult, hookimpl
-from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidParameterError
+from audit_sdk.rng import as_generator
 from audit_sdk.target import Target
 
 from ._common import finish

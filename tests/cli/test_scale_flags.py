@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import audit_sdk.executor as executor_mod
+import audit_sdk.executors as executor_mod
 from audit_sdk.cli import main
 from audit_sdk.executor import LocalExecutor
 
