@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from .audit_report import AuditReport
 from .digest import data_digest, spec_digest
 from .errors import InvalidParameterError
@@ -35,9 +33,8 @@ from .report_model import format_table, json_default
 
 if TYPE_CHECKING:
     from .config import AuditConfig
-    from .context import RunContext
+    from .context import ComponentRegistry, RunContext
     from .data import AuditData
-    from .registry import Registry
 
 __all__ = ["Comparison", "run_comparison"]
 
@@ -188,10 +185,6 @@ def _split_defenses(defenses: list[Any]) -> tuple[list[Any], list[Any]]:
     return train, out
 
 
-def _accuracy(target: Any, x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(target.predict_labels(x) == y))
-
-
 def _run_cell(
     label: str,
     defense_specs: list[tuple[str, dict[str, Any]]],
@@ -202,7 +195,7 @@ def _run_cell(
     out_dir: str,
     audit_format: str,
     baseline_model: str | None,
-    registry: Registry | None,
+    registry: ComponentRegistry | None,
     cache_dir: str | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
@@ -265,8 +258,8 @@ def _run_cell(
         else:
             skipped.append(f"{name} (needs {access} access)")
     utility = {
-        "train_accuracy": _accuracy(primary, data.members.x, data.members.y),
-        "test_accuracy": _accuracy(primary, data.non_members.x, data.non_members.y),
+        "train_accuracy": primary.accuracy(data.members.x, data.members.y),
+        "test_accuracy": primary.accuracy(data.non_members.x, data.non_members.y),
     }
     report = None
     for t, planned in zip(served_targets, plan):
@@ -319,7 +312,7 @@ def run_comparison(
     config: AuditConfig | dict[str, Any] | str | Path,
     *,
     data: AuditData | None = None,
-    registry: Registry | None = None,
+    registry: ComponentRegistry | None = None,
     context: RunContext | None = None,
     out_dir: str | Path | None = None,
     cache_dir: str | Path | None = None,

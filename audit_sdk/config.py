@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import BackendUnavailableError, InvalidParameterError
 
 if TYPE_CHECKING:
+    from .context import ComponentRegistry
     from .data import AuditData
-    from .registry import Registry
 
 __all__ = [
     "AttackSpec",
@@ -306,7 +306,7 @@ def _errors(exc: ValidationError, prefix: tuple[Any, ...] = ()) -> list[str]:
     return lines
 
 
-def _check_components(raw: Any, reg: Registry) -> list[str]:
+def _check_components(raw: Any, reg: ComponentRegistry) -> list[str]:
     """Check every component spec found in ``raw`` (a config mapping) against the registry.
 
     Works on the raw mapping so that option typos are reported together with structural errors.
@@ -352,7 +352,7 @@ def _check_components(raw: Any, reg: Registry) -> list[str]:
     return problems
 
 
-def parse_config(raw: Any, *, registry: Registry | None = None, source: str = "config") -> AuditConfig:
+def parse_config(raw: Any, *, registry: ComponentRegistry | None = None, source: str = "config") -> AuditConfig:
     """Validate a mapping (already parsed from YAML/JSON) into an AuditConfig.
 
     Every problem is reported at once, each with its field path; attack and defense options are
@@ -489,7 +489,7 @@ def _read(path: Path) -> Any:
     return value
 
 
-def load_config(path: str | Path, *, registry: Registry | None = None) -> AuditConfig:
+def load_config(path: str | Path, *, registry: ComponentRegistry | None = None) -> AuditConfig:
     """Read and validate a YAML (``.yaml``/``.yml``) or JSON (``.json``) audit config.
 
     Raises:
@@ -527,7 +527,7 @@ def _hoist(schema: dict[str, Any], prefix: str, defs: dict[str, Any]) -> dict[st
     return fix(schema)
 
 
-def config_schema(registry: Registry | None = None) -> dict[str, Any]:
+def config_schema(registry: ComponentRegistry | None = None) -> dict[str, Any]:
     """JSON Schema of the config file, with each registered attack's and defense's options.
 
     ``attacks`` items are either a registered name or ``{name, params}`` whose ``params`` follow
@@ -636,7 +636,7 @@ def _yaml_scalar(v: Any) -> str:
     return json.dumps(v)
 
 
-def example_config(registry: Registry | None = None) -> str:
+def example_config(registry: ComponentRegistry | None = None) -> str:
     """A commented YAML config that validates against the registered plugins.
 
     The first registered membership attack is enabled with its default options spelled out;

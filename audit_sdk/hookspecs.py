@@ -14,6 +14,7 @@ from .markers import hookspec
 
 if TYPE_CHECKING:
     from .interfaces import Accountant, Attack, Defense, Mechanism
+    from .report_model import ReportModel
     from .results import AttackResult
     from .target import Target
     from .training import Trainer
@@ -87,7 +88,7 @@ def on_attack_finished(attack: Attack, result: AttackResult) -> None:
 
 
 @hookspec
-def report_sections(report: Any) -> list[dict[str, Any]]:
+def report_sections(report: ReportModel) -> list[dict[str, Any]]:
     """Contribute extra sections to a report.
 
     Each section is ``{"title": str, "html": str}`` (the HTML is embedded as is) and may carry

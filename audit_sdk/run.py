@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from .audit_report import AuditReport
-from .context import RunContext
+from .context import ComponentRegistry, RunContext
 from .data import AuditData
 from .errors import AuditSDKError, AuditSDKWarning, InvalidDataError, InvalidModelError, InvalidParameterError
 from .interfaces import Attack
 from .membership import enrich_membership
 from .progress import progress_mode, track
-from .registry import Registry, get_registry
+from .registry import get_registry
 from .report_model import SCHEMA_VERSION, json_default
 from .results import AttackResult
 from .rng import RNGLike, as_generator
@@ -34,7 +34,7 @@ __all__ = ["AuditReport", "RunContext", "load_target", "run_attack", "run_audit"
 _json_default = json_default
 
 
-def load_target(model: Any, *, registry: Registry | None = None, **options: Any) -> Target:
+def load_target(model: Any, *, registry: ComponentRegistry | None = None, **options: Any) -> Target:
     """Wrap ``model`` (an .onnx path, a torch module, a scikit-learn estimator, ...) in a Target.
 
     Adapters claim models through the ``make_target`` hook, so third-party adapters work here too.
@@ -57,7 +57,7 @@ def load_target(model: Any, *, registry: Registry | None = None, **options: Any)
     return target
 
 
-def _make_target_checked(reg: Registry, model: Any, options: dict[str, Any]) -> Target | None:
+def _make_target_checked(reg: ComponentRegistry, model: Any, options: dict[str, Any]) -> Target | None:
     """Ask each make_target implementation in turn; one that answers with something not a Target is at fault."""
     pm = reg.pm
     kwargs = {"model": model, "options": options}
@@ -74,7 +74,7 @@ def _make_target_checked(reg: Registry, model: Any, options: dict[str, Any]) -> 
     return None
 
 
-def _alternatives(reg: Registry, target: Target) -> list[str]:
+def _alternatives(reg: ComponentRegistry, target: Target) -> list[str]:
     caps = set(target.capabilities)
     out = []
     for name in reg.names("attack"):
@@ -165,7 +165,7 @@ def run_audit(
     *,
     attacks: Sequence[str | Attack | tuple[str, dict[str, Any]]] | None = None,
     rng: RNGLike = _UNSET,
-    registry: Registry | None = None,
+    registry: ComponentRegistry | None = None,
     context: RunContext | None = None,
     target_options: dict[str, Any] | None = None,
     config: Any = None,
@@ -365,7 +365,7 @@ def _data_notes(data: AuditData) -> list[str]:
     return []
 
 
-def _sections(reg: Registry, report: AuditReport) -> list[dict[str, Any]]:
+def _sections(reg: ComponentRegistry, report: AuditReport) -> list[dict[str, Any]]:
     """Collect report sections, hook by hook; a malformed section from a third-party plugin is its fault."""
     pm = reg.pm
     out: list[dict[str, Any]] = []

@@ -218,6 +218,18 @@ class Target(ABC):
         """Predicted class per input (n,), int64."""
         return np.asarray(self._batched_raw(x).argmax(axis=1), dtype=np.int64)
 
+    def accuracy(self, x: Any, y: Any) -> float:
+        """Top-1 accuracy of the labels this target serves on (x, y): the one accuracy of the SDK.
+
+        Raises:
+            InvalidDataError: no inputs, or not one label per input.
+        """
+        ya = np.asarray(y)
+        n = len(x) if hasattr(x, "__len__") else 0
+        if len(ya) == 0 or len(ya) != n:
+            raise InvalidDataError(f"accuracy needs one label per input and at least one input; got {n} inputs, {len(ya)} labels.")
+        return float((self.predict_labels(x) == ya).mean())
+
     def check_labels(self, y: Any) -> np.ndarray:
         """Validate labels against the model's classes."""
         arr = np.asarray(y)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from audit_sdk.data import AuditData
-from audit_sdk.errors import AccessError, InvalidDataError, InvalidParameterError
+from audit_sdk.errors import AccessError, InvalidParameterError
 from audit_sdk.interfaces import Attack, Defense
 from audit_sdk.registry import Registry, get_registry
 from audit_sdk.rng import RNGLike, as_generator
@@ -32,13 +32,8 @@ __all__ = ["accuracy", "privacy_utility_rows", "sweep_output_defense"]
 
 
 def accuracy(target: Target, x: Any, y: Any) -> float:
-    """Top-1 accuracy of the labels ``target`` serves on (x, y)."""
-    ya = np.asarray(y)
-    if len(ya) == 0 or len(ya) != len(np.asarray(x)):
-        raise InvalidDataError(
-            f"accuracy needs one label per input and at least one input; got {len(np.asarray(x))} inputs, {len(ya)} labels."
-        )
-    return float((target.predict_labels(x) == ya).mean())
+    """Top-1 accuracy of the labels ``target`` serves on (x, y) (``Target.accuracy``)."""
+    return target.accuracy(x, y)
 
 
 def _attack_objects(attacks: Sequence[str | Attack | tuple[str, Mapping[str, Any]]], reg: Registry) -> list[Attack]:
