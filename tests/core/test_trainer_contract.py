@@ -164,13 +164,17 @@ def test_a_third_party_trainer_makes_liras_reference_models(centroid_registry, t
     target = audit_sdk.load_target(KNeighborsClassifier(n_neighbors=1).fit(x[:80], y[:80]), registry=reg)
     ctx = RunContext(registry=reg, executor=LocalExecutor(workers=1), cache_dir=tmp_path)
     spec = {"family": "centroid", "params": {"temperature": 2.0}}
-    report = audit_sdk.run_audit(target, data, attacks=[("mia.lira", {"n_references": 4, "reference_model": spec})], registry=reg, context=ctx)
+    report = audit_sdk.run_audit(
+        target, data, attacks=[("mia.lira", {"n_references": 4, "reference_model": spec})], registry=reg, context=ctx
+    )
     (res,) = report.results
     assert res.extra["reference_model"] == {"family": "centroid", "temperature": 2.0}
     assert sum(t.fits for t in made) == 4 and len(list((tmp_path / "mia-reference").glob("*.npz"))) == 4
     assert np.isfinite(res.scores).all() and 0.0 <= res.metrics["auc"] <= 1.0
     # cached: a second audit trains nothing and loads the third party's files
-    again = audit_sdk.run_audit(target, data, attacks=[("mia.lira", {"n_references": 4, "reference_model": spec})], registry=reg, context=ctx)
+    again = audit_sdk.run_audit(
+        target, data, attacks=[("mia.lira", {"n_references": 4, "reference_model": spec})], registry=reg, context=ctx
+    )
     assert again.results[0].extra["references_trained"] == 0
     np.testing.assert_allclose(again.results[0].scores, res.scores)
 
@@ -281,7 +285,14 @@ def test_a_compare_cell_still_runs_from_the_old_positional_call(tmp_path):
 
 # --------------------------------------------------------------------------- the core names no adapter
 @pytest.mark.parametrize(
-    "path", ["audit_sdk/compare.py", "audit_sdk/training_api.py", "audit_sdk/dp_audit_api.py", "audit_sdk/cli/train_cmd.py", "audit_sdk/training.py"]
+    "path",
+    [
+        "audit_sdk/compare.py",
+        "audit_sdk/training_api.py",
+        "audit_sdk/dp_audit_api.py",
+        "audit_sdk/cli/train_cmd.py",
+        "audit_sdk/training.py",
+    ],
 )
 def test_the_training_sites_of_the_core_import_no_adapter_or_plugin(path):
     tree = ast.parse((ROOT / path).read_text())
