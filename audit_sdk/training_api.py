@@ -107,5 +107,5 @@ def train(
         reg = get_registry(pm)
     trainer = make_trainer(model, options, registry=reg)
     if isinstance(model, str):  # a named architecture sized from the data; a given model is trained as it is
-        model = trainer.build(seed if seed is not None else int(np.random.SeedSequence().entropy % (2**31)))
+        model = trainer.build(seed if seed is not None else int(np.random.default_rng().integers(2**31)))
     return trainer.train(model, xa, ya, cfg, defenses=defenses, observers=pm, x_val=x_val, y_val=y_val, rng=rng, progress=progress)

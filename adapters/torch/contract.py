@@ -28,11 +28,13 @@ class TorchContract(_CoreTrainer):
     """The optional parts of the Trainer contract for torch classifiers (a base of ``TorchTrainer``).
 
     Attributes:
+        config: the recipe of ``fit`` / ``fit_many`` (always set: ``TorchTrainer`` builds it).
         input_shape: per-sample input shape, when known (the example ``export_onnx`` traces with).
     """
 
     family = "torch"
     file_suffix = ".pt"
+    config: TrainConfig
     input_shape: tuple[int, ...] = ()
 
     def reinitialise(self, model: Any, seed: int) -> nn.Module:

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
             "onnx": str(onnx_path),
         }
     )
-    if x_val is not None:
+    if x_val is not None and y_val is not None:
         report["test_accuracy"] = trainer.accuracy(result.model, x_val, y_val)
     path = out / "privacy.json"
     write_text_atomic(path, json.dumps(_json_safe(report), indent=2))

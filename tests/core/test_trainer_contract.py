@@ -59,12 +59,14 @@ class CentroidTrainer(Trainer):
         return model
 
     def predict_proba(self, model: Centroids, x: np.ndarray) -> np.ndarray:
+        assert model.means_ is not None, "fit before predicting"
         xa = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
         d = ((xa[:, None, :] - model.means_[None]) ** 2).sum(-1) / self.temperature
         z = np.exp(-(d - d.min(1, keepdims=True)))
         return z / z.sum(1, keepdims=True)
 
     def save(self, model: Centroids, path: str) -> None:
+        assert model.means_ is not None, "fit before saving"
         with open(path, "wb") as f:  # np.savez would append .npz to a temporary name
             np.savez(f, means=model.means_)
 
