@@ -287,7 +287,7 @@ class Trainer(ABC):
                 "them, or train a torch model."
             )
         xa, ya = np.asarray(x), np.asarray(y)
-        if xa.ndim < 1 or ya.ndim != 1 or len(xa) != len(ya) or len(xa) == 0:
+        if xa.ndim < 2 or ya.ndim != 1 or len(xa) != len(ya) or len(xa) == 0:
             raise InvalidDataError(f"training data must be x (n, ...) and y (n,) with n > 0; got {xa.shape} and {ya.shape}.")
         seed = int(cfg.seed) if cfg.seed is not None else int(np.random.default_rng().integers(2**31))
         gen = as_generator(rng if rng is not None else seed)
