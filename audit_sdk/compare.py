@@ -5,14 +5,16 @@
     print(comparison.summary()); comparison.to_html("out/compare.html")
 
 Each cell names Defense instances from the registry, so every registered defense works here:
-defenses acting at a training point (input, objective, gradient, parameters) go to the torch
-Trainer, which calls ``transform_data`` and the training callbacks; defenses acting at the
+defenses acting at a training point (input, objective, gradient, parameters) go to the Trainer
+that ``make_trainer`` offers for the grid's architecture (``audit_sdk.training``; torch for the
+named ones), which calls ``transform_data`` and the training callbacks; defenses acting at the
 ``output`` point wrap the served model (``wrap_target``). A cell with output defenses only reuses
 the exported undefended baseline rather than training again. Utility is the served model's
 accuracy on members (train) and non-members (held out, never trained on). Cells run through
 ``RunContext.executor.map``, so a process pool or a cluster backend runs them in parallel.
 
-Needs torch (the Trainer) and onnxruntime when models are audited as ONNX files.
+Needs an adapter that can train the architecture (torch for cnn/mlp/lenet) and export it to ONNX,
+and onnxruntime when models are audited as ONNX files.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
     from .context import ComponentRegistry, RunContext
     from .data import AuditData
 
-__all__ = ["Comparison", "run_comparison"]
+__all__ = ["CellTask", "Comparison", "run_comparison"]
 
 
 @dataclass
@@ -185,68 +187,100 @@ def _split_defenses(defenses: list[Any]) -> tuple[list[Any], list[Any]]:
     return train, out
 
 
-def _run_cell(
-    label: str,
-    defense_specs: list[tuple[str, dict[str, Any]]],
-    data: AuditData,
-    train: dict[str, Any],
-    attacks: list[tuple[str, dict[str, Any]]],
-    seed: int,
-    out_dir: str,
-    audit_format: str,
-    baseline_model: str | None,
-    registry: ComponentRegistry | None,
-    cache_dir: str | None = None,
-    progress: bool = False,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CellTask:
+    """Everything one grid cell needs, as plain picklable data (a worker process or a Ray task gets one).
+
+    Attributes:
+        label: the cell's label (also names its model file).
+        defense_specs: ``(defense name, options)`` pairs, built into Defense instances in the worker.
+        data: the audit data; cells train on ``data.members``.
+        train: the training options (``architecture`` plus TrainConfig fields).
+        attacks: ``(attack name, options)`` pairs.
+        seed: seeds the model, its training and the attacks.
+        out_dir: where ``models/<label>.onnx`` is written.
+        audit_format: ``onnx``, ``torch`` or ``auto`` (which served forms the attacks read).
+        baseline_model: the exported undefended model a cell with output defenses only serves, else None.
+        registry: the registry (None in a worker process: rebuilt from entry points).
+        cache_dir: where attacks cache reference models.
+        progress: show progress (only inline: a worker process shows nothing itself).
+    """
+
+    label: str
+    defense_specs: list[tuple[str, dict[str, Any]]]
+    data: AuditData
+    train: dict[str, Any]
+    attacks: list[tuple[str, dict[str, Any]]]
+    seed: int
+    out_dir: str
+    audit_format: str
+    baseline_model: str | None
+    registry: ComponentRegistry | None = None
+    cache_dir: str | None = None
+    progress: bool = False
+
+    def key(self, data_digest: str) -> str:
+        """Executor key naming everything the cell's result depends on (see ``_task_key``)."""
+        return _task_key(
+            self.label, (self.defense_specs, self.train, self.attacks, self.seed, self.audit_format, self.baseline_model), data_digest
+        )
+
+
+def _run_cell(task: CellTask | str, *args: Any, **kwargs: Any) -> dict[str, Any]:
     """One grid cell: build the defenses, train (or reuse the baseline), serve, audit; the report as a tree.
 
     Module-level and returning plain data, so it runs in worker processes or on Ray and its
     result can be cached by an executor with a ``cache_dir`` (a resumed grid skips finished cells).
+    Takes a ``CellTask``; the former positional form ``_run_cell(label, defense_specs, data, train,
+    attacks, seed, out_dir, audit_format, baseline_model, registry, cache_dir=None, progress=False)``
+    still works.
     """
     from .registry import get_registry
     from .run import RunContext, load_target, run_audit
     from .target import CAPABILITIES_FOR_ACCESS
+    from .training import TrainConfig, make_trainer
 
-    reg = registry if registry is not None else get_registry()
-    defenses = [reg.create("defense", n, p) for n, p in defense_specs]
+    if not isinstance(task, CellTask):
+        task = CellTask(task, *args, **kwargs)
+    elif args or kwargs:
+        raise InvalidParameterError("_run_cell takes one CellTask, or the positional fields of one; not both.")
+    label, data, train, seed = task.label, task.data, task.train, task.seed
+    reg = task.registry if task.registry is not None else get_registry()
+    defenses = [reg.create("defense", n, p) for n, p in task.defense_specs]
     train_defs, out_defs = _split_defenses(defenses)
-    models = Path(out_dir) / "models"
+    models = Path(task.out_dir) / "models"
     models.mkdir(parents=True, exist_ok=True)
     privacy: dict[str, Any] = {}
     info: dict[str, Any] = {}
-    if train_defs or baseline_model is None:
-        import torch
-
-        from .adapters.torch import TrainConfig, Trainer, export_onnx, make_model
-
-        torch.manual_seed(seed)
-        arch = train["architecture"]
-        model = make_model(arch, input_shape=data.feature_shape, n_classes=data.n_classes, seed=seed)
-        cfg = TrainConfig(**{k: v for k, v in train.items() if k != "architecture"}, seed=seed, device="cpu")
+    if train_defs or task.baseline_model is None:
+        # the architecture is built and trained by whichever adapter answers make_trainer for it (torch for cnn/mlp/lenet)
+        cfg = TrainConfig.coerce({**{k: v for k, v in train.items() if k != "architecture"}, "seed": seed, "device": "cpu"})
+        options = {"input_shape": data.feature_shape, "n_classes": data.n_classes, "train": cfg.model_dump()}
+        trainer = make_trainer(train["architecture"], options, registry=reg)
+        model = trainer.build(seed)
         t0 = time.perf_counter()
-        result = Trainer(cfg, defenses=train_defs).fit(model, data.members.x, data.members.y, rng=seed)
+        result = trainer.train(model, data.members.x, data.members.y, cfg, defenses=train_defs, rng=seed)
         info["train_seconds"] = round(time.perf_counter() - t0, 3)
         privacy = {name: rep for name, rep in result.defenses.items() if rep}
         if result.notes:
             privacy["notes"] = list(result.notes)
-        model_path = export_onnx(result.model, data.members.x[:2], models / f"{_slug(label)}.onnx")
-        torch_model: Any = result.model
+        model_path = trainer.export_onnx(result.model, models / f"{_slug(label)}.onnx", example=data.members.x[:2])
+        trained: Any = result.model
     else:
-        model_path = Path(baseline_model)  # the exported baseline, served through its output defenses
-        torch_model = None
+        model_path = Path(task.baseline_model)  # the exported baseline, served through its output defenses
+        trained = None
     served_targets = []
-    if audit_format in ("onnx", "auto") or torch_model is None:
+    if task.audit_format in ("onnx", "auto") or trained is None:
         served_targets.append(load_target(str(model_path), registry=reg, input_shape=data.feature_shape))
-    if audit_format in ("torch", "auto") and torch_model is not None:
-        served_targets.append(load_target(torch_model, registry=reg, input_shape=data.feature_shape))
+    if task.audit_format in ("torch", "auto") and trained is not None:
+        served_targets.append(load_target(trained, registry=reg, input_shape=data.feature_shape))
     for d in out_defs:
         served_targets = [d.wrap_target(t) for t in served_targets]
     primary = served_targets[0]
     # Each attack runs on the first served form that offers the access it needs (ONNX first).
     plan: list[list[tuple[str, dict[str, Any]]]] = [[] for _ in served_targets]
     skipped = []
-    for name, params in attacks:
+    for name, params in task.attacks:
         access = getattr(reg.get("attack", name), "access", "black-box")
         need = CAPABILITIES_FOR_ACCESS.get(access, frozenset({access}))
         if access == "training":
@@ -265,9 +299,9 @@ def _run_cell(
     for t, planned in zip(served_targets, plan):
         if not planned:
             continue
-        ctx = RunContext(registry=reg, cache_dir=Path(cache_dir) if cache_dir else None, progress=progress)
+        ctx = RunContext(registry=reg, cache_dir=Path(task.cache_dir) if task.cache_dir else None, progress=task.progress)
         part = run_audit(
-            t, data, attacks=planned, rng=seed, registry=reg, context=ctx, privacy=privacy or None, label=label, progress=progress
+            t, data, attacks=planned, rng=seed, registry=reg, context=ctx, privacy=privacy or None, label=label, progress=task.progress
         )
         if report is None:
             report = part
@@ -409,24 +443,24 @@ def run_comparison(
                 baseline = base.target["model_file"]
             cache = str(ctx.cache_dir) if ctx.cache_dir is not None else None
             tasks = [
-                (
-                    c.label,
-                    specs(c),
-                    data,
-                    c.train.apply(train),
-                    attacks,
-                    cfg.seed,
-                    str(out),
-                    cfg.compare.audit_format,
-                    baseline,
-                    reg_arg,
-                    cache,
-                    progress_enabled(progress or None) and inline,  # a worker process shows nothing itself
+                CellTask(
+                    label=c.label,
+                    defense_specs=specs(c),
+                    data=data,
+                    train=c.train.apply(train),
+                    attacks=attacks,
+                    seed=cfg.seed,
+                    out_dir=str(out),
+                    audit_format=cfg.compare.audit_format,
+                    baseline_model=baseline,
+                    registry=reg_arg,
+                    cache_dir=cache,
+                    progress=progress_enabled(progress or None) and inline,  # a worker process shows nothing itself
                 )
                 for c in phase
             ]
-            keys = [_task_key(t[0], (t[1], t[3], t[4], t[5], t[7], t[8]), digest) for t in tasks]
-            results = ctx.executor.map(_run_cell, tasks, keys=keys, progress=tick, return_failures=True)
+            keys = [t.key(digest) for t in tasks]
+            results = ctx.executor.map(_run_cell, [(t,) for t in tasks], keys=keys, progress=tick, return_failures=True)
             for c, r in zip(phase, results):
                 if isinstance(r, TaskFailure):
                     failures.append({"cell": c.label, "error": r.error})

@@ -4,7 +4,8 @@
     report.results[0].extra["dp_audit"]["verdict"], report.results[0].metrics["epsilon_lower_bound"]
 
 It runs the ``audit.dp`` attack through ``run_audit``, so the result joins an ordinary AuditReport
-(JSON, HTML, ``--fail-on`` rules). torch is imported when the function runs.
+(JSON, HTML, ``--fail-on`` rules). A named architecture is built through the ``make_trainer``
+hook (``audit_sdk.training``), so no framework is named here.
 """
 
 from __future__ import annotations
@@ -65,15 +66,16 @@ def audit_dp(
         InvalidParameterError: unknown options, defense or architecture.
         InvalidDataError: data that cannot hold the canaries asked for.
     """
-    from .adapters.torch import make_model
     from .run import run_audit
+    from .training import make_trainer
 
     if data is None:
         data = digits_dp_audit_data(rng=0)
     if not isinstance(data, AuditData):
         raise InvalidDataError(f"data must be an AuditData (see audit_sdk.make_audit_data) or None; got {type(data).__name__}.")
-    if isinstance(model, str):
-        model = make_model(model, input_shape=data.feature_shape, n_classes=data.n_classes, seed=0)
+    if isinstance(model, str):  # a named architecture, sized from the data by the adapter that builds it
+        reg = registry if registry is not None else getattr(context, "registry", None)
+        model = make_trainer(model, {"input_shape": data.feature_shape, "n_classes": data.n_classes}, registry=reg).build(0)
     params = {"defense": defense, "defense_params": dict(defense_params or {}), **options}
     return run_audit(
         model,

@@ -12,6 +12,7 @@ existing ``except ValueError`` keeps working::
     │   └── UnknownComponentError (KeyError)    a name no plugin registered (suggests the nearest)
     ├── AccessError (TypeError)                 an attack needs more access than the target offers
     ├── BackendUnavailableError (ImportError)   an optional backend is not installed (names the extra)
+    ├── NotSupportedError (NotImplementedError) a component cannot do this (e.g. a Trainer that cannot export ONNX)
     ├── PrivacyBudgetExceededError              the next step would exceed the privacy budget
     └── PolicyViolationError                    a ``--fail-on`` privacy rule failed
 
@@ -34,6 +35,7 @@ __all__ = [
     "InvalidModelError",
     "InvalidParameterError",
     "NotFittedError",
+    "NotSupportedError",
     "PluginError",
     "PluginWarning",
     "PolicyViolationError",
@@ -87,6 +89,10 @@ class AccessError(AuditSDKError, TypeError):
 
 class BackendUnavailableError(AuditSDKError, ImportError):
     """An optional backend (torch, onnxruntime, ray, ...) is not installed."""
+
+
+class NotSupportedError(AuditSDKError, NotImplementedError):
+    """A component does not offer an optional part of its contract (e.g. a Trainer family that cannot export ONNX)."""
 
 
 class PrivacyBudgetExceededError(AuditSDKError):

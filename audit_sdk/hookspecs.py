@@ -62,8 +62,10 @@ def make_trainer(model: Any, options: dict[str, Any]) -> Trainer | None:
 
     First result wins. ``model`` is a model object, a named architecture or a spec mapping with a
     ``family`` key (e.g. ``{"family": "sklearn", "estimator": "RandomForestClassifier"}``);
-    ``options`` holds ``input_shape``, ``n_classes``, ``train`` and ``device``; ignore the ones
-    you do not know.
+    ``options`` holds ``input_shape``, ``n_classes``, ``train`` (TrainConfig fields) and
+    ``device``; ignore the ones you do not know. Reference models, DP audits, ``compare`` grids
+    and ``audit-sdk train`` all train through the answer (build, re-initialise, train with
+    defenses and observers, accuracy, export); ``docs/trainers.md`` shows a third-party trainer.
     """
 
 

@@ -1,9 +1,11 @@
-"""``audit_sdk.train``: train a torch classifier with defenses (DP-SGD by default) in one call.
+"""``audit_sdk.train``: train a classifier with defenses (DP-SGD by default) in one call.
 
     result = audit_sdk.train("cnn", target_epsilon=3.0, delta=1e-5, epochs=30)   # embedded digits
     result.defenses["defense.dp-sgd"]["epsilon"], result.history[-1]["val_accuracy"]
 
-torch is imported when the function runs, never when ``audit_sdk`` is imported.
+Training goes through the ``make_trainer`` hook (``audit_sdk.training``): the adapter that can
+train the model (torch for a module or a named architecture) answers, so no framework is named
+here and none is imported when ``audit_sdk`` is imported.
 """
 
 from __future__ import annotations
@@ -68,9 +70,9 @@ def train(
         InvalidParameterError: unknown defense or options; options given with several defenses.
         InvalidDataError: x without y, or data the model does not fit.
     """
-    from .adapters.torch import TrainConfig, Trainer, make_model
     from .interfaces import Defense
     from .registry import get_plugin_manager, get_registry
+    from .training import TrainConfig, make_trainer
 
     if (x is None) != (y is None):
         raise InvalidDataError("pass both x and y, or neither (to train on the embedded digits).")
@@ -96,11 +98,14 @@ def train(
         if reg is None:
             reg = get_registry(pm if pm is not None else get_plugin_manager())
         defenses.append(reg.get("defense", item)(defense_options))
-    if isinstance(model, str):
-        n_classes = int(ya.max()) + 1 if ya.size else 0
-        if y_val is not None and len(np.asarray(y_val)):
-            n_classes = max(n_classes, int(np.asarray(y_val).max()) + 1)
-        model = make_model(model, input_shape=xa.shape[1:], n_classes=n_classes, seed=seed)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, device=device, seed=seed)  # type: ignore[arg-type]
-    trainer = Trainer(cfg, defenses=defenses, pm=pm, progress=progress)
-    return trainer.fit(model, xa, ya, x_val=x_val, y_val=y_val, rng=rng)
+    cfg = TrainConfig.coerce({"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer, "device": device, "seed": seed})
+    n_classes = int(ya.max()) + 1 if ya.size and ya.dtype.kind in "iu" else 0
+    if y_val is not None and len(np.asarray(y_val)):
+        n_classes = max(n_classes, int(np.asarray(y_val).max()) + 1)
+    options = {"input_shape": xa.shape[1:], "n_classes": n_classes, "train": cfg.model_dump()}
+    if reg is None and pm is not None:
+        reg = get_registry(pm)
+    trainer = make_trainer(model, options, registry=reg)
+    if isinstance(model, str):  # a named architecture sized from the data; a given model is trained as it is
+        model = trainer.build(seed if seed is not None else int(np.random.default_rng().integers(2**31)))
+    return trainer.train(model, xa, ya, cfg, defenses=defenses, observers=pm, x_val=x_val, y_val=y_val, rng=rng, progress=progress)

@@ -76,7 +76,7 @@ _NAMED = ("mlp", "cnn", "lenet")
 
 @hookimpl
 def make_trainer(model: Any, options: dict[str, Any]) -> Any:
-    """A TorchTrainer for a torch module (re-initialised), a factory, a named architecture or a torch spec.
+    """A TorchTrainer (the whole ``audit_sdk.training.Trainer`` contract) for a torch module, a factory, a named architecture or a torch spec.
 
     Specs (data): ``{"family": "torch", "architecture": "cnn", "options": {"hidden": 64}}``; in
     Python also ``{"family": "torch", "factory": f}`` with ``f(input_shape, n_classes, seed)``.

@@ -76,4 +76,6 @@ def trainer_for(model: Any, options: dict[str, Any]) -> TorchTrainer:
         probe = builder(0)
         last = [m for m in probe.modules() if isinstance(m, nn.Linear)]
         n_classes = last[-1].out_features if last else 0
-    return TorchTrainer(builder, name=name, n_classes=n_classes, train=train, vectorise=bool(options.get("vectorise", True)))
+    trainer = TorchTrainer(builder, name=name, n_classes=n_classes, train=train, vectorise=bool(options.get("vectorise", True)))
+    trainer.input_shape = shape
+    return trainer

@@ -33,7 +33,7 @@ from audit_sdk.rng import RNGLike, as_generator
 from audit_sdk.sequence import PAD, SequenceTarget, sequence_lengths, to_token_array
 
 from ._util import resolve_device
-from .training import TrainConfig, TrainContext, TrainResult
+from .training import TrainConfig, TrainResult, _threads, run_training, start_training
 
 __all__ = ["LMTrainer", "TinyGPT", "TorchLMTarget", "export_lm_onnx", "lm_loss"]
 
@@ -135,10 +135,10 @@ def _inputs_targets(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 class LMTrainer:
     """Train a causal LM on token sequences with defenses and observer hooks, like the classifier Trainer.
 
-    Same ``TrainConfig`` and ``TrainResult``; defenses get the same ``TrainContext``, whose batch
-    is ``(input ids, next-token targets)`` and whose ``loss_fn`` is :func:`lm_loss` (one loss per
-    sequence), so ``defense.dp-sgd`` clips per sequence. Each batch is trimmed to its longest
-    sequence.
+    Same ``TrainConfig``, ``TrainResult`` and training loop (``run_training``); defenses get the
+    same ``TrainContext``, whose batch is ``(input ids, next-token targets)`` and whose ``loss_fn``
+    is :func:`lm_loss` (one loss per sequence), so ``defense.dp-sgd`` clips per sequence. Each
+    batch is trimmed to its longest sequence.
 
     Args:
         config: a TrainConfig or a mapping of its fields.
@@ -147,14 +147,7 @@ class LMTrainer:
     """
 
     def __init__(self, config: TrainConfig | dict[str, Any] | None = None, *, defenses: Sequence[Defense] = (), pm: Any = None) -> None:
-        if config is None:
-            config = TrainConfig()
-        elif isinstance(config, dict):
-            try:
-                config = TrainConfig(**config)
-            except Exception as exc:
-                raise InvalidParameterError(f"invalid training config: {exc}") from exc
-        self.config = config
+        self.config = TrainConfig.coerce(config)
         self.defenses = list(defenses)
         self.pm = pm
         bad = [d.name for d in self.defenses if "input" in getattr(d, "points", ()) or "output" in getattr(d, "points", ())]
@@ -169,87 +162,17 @@ class LMTrainer:
         if len(ids) == 0 or lens.max() < 2:
             raise InvalidDataError(f"training ids must hold at least one sequence of 2+ tokens; got shape {ids.shape}.")
         gen_np = as_generator(rng if rng is not None else c.seed)
-        dev = resolve_device(c.device)
-        if c.seed is not None:
-            torch.manual_seed(c.seed)
-        model = model.to(dev)
-        params = [p for p in model.parameters() if p.requires_grad]
-        if c.optimizer == "adam":
-            opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
-        else:
-            opt = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum if c.optimizer == "momentum" else 0.0, weight_decay=c.weight_decay)
-        tgen = torch.Generator(device="cpu")
-        tgen.manual_seed(int(gen_np.integers(0, 2**62)))
-        n = len(ids)
-        ctx = TrainContext(
-            model=model,
-            optimizer=opt,
-            config=c,
-            loss_fn=lm_loss,
-            device=dev,
-            n_samples=n,
-            sample_rate=min(1.0, c.batch_size / n),
-            generator=tgen,
-            rng=gen_np,
-            pm=self.pm,
-            sampling=c.sampling,
-        )
-        for d in self.defenses:
-            d.on_train_begin(ctx)
-        handlers = [d for d in self.defenses if type(d).compute_gradients is not Defense.compute_gradients]
-        if len(handlers) > 1:
-            raise InvalidParameterError(f"at most one gradient-point defense per run; got {[d.name for d in handlers]}.")
-        ids_t = torch.from_numpy(ids).to(dev)
-        lens_t = torch.from_numpy(lens).to(dev)
-        history: list[dict[str, Any]] = []
-        steps_per_epoch = max(1, int(round(n / c.batch_size)))
-        for epoch in range(c.epochs):
-            ctx.epoch = epoch
-            model.train()
-            losses: list[float] = []
-            if ctx.sampling == "poisson":
-                batches: Any = (_poisson_batch(gen_np, n, ctx.sample_rate) for _ in range(steps_per_epoch))
-            else:
-                perm = gen_np.permutation(n)
-                batches = (perm[i : i + c.batch_size] for i in range(0, n, c.batch_size))
-            for idx in batches:
-                idx_t = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(dev)
-                t = int(lens_t[idx_t].max()) if len(idx) else 2
-                inp, tgt = _inputs_targets(ids_t[idx_t, :t])
-                opt.zero_grad(set_to_none=True)
-                ctx.metrics = {}
-                handled = handlers[0].compute_gradients(ctx, (inp, tgt)) if handlers else False
-                if not handled:
-                    if len(idx) == 0:
-                        continue
-                    loss = lm_loss(model(inp), tgt).mean()
-                    loss.backward()
-                    ctx.metrics.setdefault("loss", float(loss.detach()))
-                opt.step()
-                for d in self.defenses:
-                    d.on_step_end(ctx)
-                if "loss" in ctx.metrics:
-                    losses.append(ctx.metrics["loss"])
-                if self.pm is not None:
-                    self.pm.hook.on_train_step(step=ctx.step, epoch=epoch, metrics=dict(ctx.metrics), context=ctx)
-                ctx.step += 1
-                if ctx.stop_reason:
-                    break
-            rec: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "steps": ctx.step}
-            rec.update({k: v for k, v in ctx.metrics.items() if k != "loss"})
-            history.append(rec)
-            if self.pm is not None:
-                self.pm.hook.on_epoch_end(epoch=epoch, metrics=dict(rec), context=ctx)
-            if ctx.stop_reason:
-                break
-        model.eval()
-        reports = {d.name: d.on_train_end(ctx) for d in self.defenses}
-        return TrainResult(model=model, history=history, defenses=reports, steps=ctx.step, stop_reason=ctx.stop_reason, notes=ctx.notes)
+        with _threads(c.threads):
+            ctx = start_training(model, c, loss_fn=lm_loss, n_samples=len(ids), rng=gen_np, pm=self.pm)
+            ids_t = torch.from_numpy(ids).to(ctx.device)
+            lens_t = torch.from_numpy(lens).to(ctx.device)
 
+            def batch(idx_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                # trimmed to the batch's longest sequence (an empty Poisson batch keeps 2 positions)
+                t = int(lens_t[idx_t].max()) if len(idx_t) else 2
+                return _inputs_targets(ids_t[idx_t, :t])
 
-def _poisson_batch(rng: np.random.Generator, n: int, q: float) -> np.ndarray:
-    k = int(rng.binomial(n, q))
-    return np.sort(rng.choice(n, size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
+            return run_training(ctx, self.defenses, batch)
 
 
 class TorchLMTarget(SequenceTarget):

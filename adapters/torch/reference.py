@@ -22,9 +22,9 @@ from torch import nn
 
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.target import softmax
-from audit_sdk.training import Trainer as _CoreTrainer
 
 from ._util import resolve_device
+from .contract import TorchContract
 from .training import TrainConfig, Trainer
 
 __all__ = ["TorchTrainer", "model_identity"]
@@ -39,7 +39,7 @@ def model_identity(model: nn.Module) -> str:
     return hashlib.sha256((repr(model) + repr(shapes)).encode()).hexdigest()[:16]
 
 
-class TorchTrainer(_CoreTrainer):
+class TorchTrainer(TorchContract):
     """Trains classifiers built by ``builder(seed) -> nn.Module`` with a TrainConfig recipe.
 
     Args:
@@ -70,7 +70,7 @@ class TorchTrainer(_CoreTrainer):
     def identity(self) -> str:
         if self._arch_id is None:
             self._arch_id = model_identity(self.builder(0))
-        recipe = self.config.model_dump(exclude={"device", "seed"})
+        recipe = self.config.model_dump(exclude={"device", "seed", "threads"})
         return f"torch:{self.name}:{self._arch_id}:{sorted(recipe.items())}"
 
     def describe(self) -> dict[str, Any]:

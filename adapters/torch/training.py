@@ -10,96 +10,36 @@ Observers see every step through the ``on_train_step`` hook and every epoch thro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.interfaces import Defense
 from audit_sdk.progress import track
 from audit_sdk.rng import RNGLike, as_generator
+from audit_sdk.training import TrainConfig, TrainContext, TrainResult
 
 from ._util import resolve_device
 
-__all__ = ["TrainConfig", "TrainContext", "TrainResult", "Trainer", "add_flat_grad", "evaluate_accuracy", "gradient_canary_sum"]
+__all__ = [
+    "TrainConfig",
+    "TrainContext",
+    "TrainResult",
+    "Trainer",
+    "add_flat_grad",
+    "evaluate_accuracy",
+    "gradient_canary_sum",
+    "run_training",
+    "start_training",
+]
 
-
-class TrainConfig(BaseModel):
-    """Options of a training run (validated; unknown keys rejected)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int = Field(10, ge=0)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    optimizer: Literal["sgd", "momentum", "adam"] = "adam"
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
-    #: ``shuffle``: fixed-size batches of a permutation; ``poisson``: each sample joins each batch
-    #: independently with rate batch_size / n (what DP accountants assume).
-    sampling: Literal["shuffle", "poisson"] = "shuffle"
-    device: str = "auto"
-    seed: int | None = 0
-
-
-@dataclass
-class TrainContext:
-    """State shared with defenses and observers during ``Trainer.fit``.
-
-    Attributes:
-        model, optimizer, device: the live torch objects.
-        loss_fn: per-example loss, ``loss_fn(logits, y) -> (batch,)``.
-        n_samples, sample_rate: data size and expected batch fraction.
-        step, epoch: counters (step counts optimizer steps, from 0).
-        generator: torch Generator for defense randomness (seeded from the config).
-        rng: numpy Generator for sampling.
-        metrics: per-step figures a defense adds (e.g. ``epsilon``), merged into the hook call.
-        stop_reason: set to a message to stop after the current step.
-        notes: messages for the report (e.g. an accounting assumption that does not hold).
-    """
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    config: TrainConfig
-    loss_fn: Any
-    device: torch.device
-    n_samples: int
-    sample_rate: float
-    generator: torch.Generator
-    rng: np.random.Generator
-    pm: Any = None
-    step: int = 0
-    epoch: int = 0
-    sampling: str = "shuffle"
-    metrics: dict[str, Any] = field(default_factory=dict)
-    stop_reason: str | None = None
-    notes: list[str] = field(default_factory=list)
-    #: the held-out data passed to ``fit`` (None when not given), e.g. for a defense to report accuracy
-    x_val: Any = None
-    y_val: Any = None
-    #: crafted per-example gradients (k, n_params) of extra records whose gradient is given rather
-    #: than computed (gradient canaries of a DP audit), in ``model.parameters()`` order. Each joins
-    #: each step with probability ``sample_rate``; a gradient defense clips and noises them like data,
-    #: plain training adds them unclipped. Set by a defense's ``on_train_begin``.
-    gradient_canaries: Any = None
-    #: steps at which ``gradient_canaries`` were sampled (0 after training: nothing used them)
-    gradient_canary_steps: int = 0
-
-
-@dataclass
-class TrainResult:
-    """What ``Trainer.fit`` returns: the model, per-epoch history and each defense's report."""
-
-    model: torch.nn.Module
-    history: list[dict[str, Any]]
-    defenses: dict[str, dict[str, Any]]
-    steps: int
-    stop_reason: str | None = None
-    notes: list[str] = field(default_factory=list)
+# TrainConfig, TrainContext and TrainResult are the core's (audit_sdk.training): one recipe and one
+# context for every framework; the torch objects sit in the context's framework-specific fields.
 
 
 def gradient_canary_sum(ctx: TrainContext, clip: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,25 +121,10 @@ class Trainer:
         pm: Any = None,
         progress: bool | None = None,
     ) -> None:
-        if config is None:
-            config = TrainConfig()
-        elif isinstance(config, dict):
-            try:
-                config = TrainConfig(**config)
-            except Exception as exc:
-                raise InvalidParameterError(f"invalid training config: {exc}") from exc
-        self.config = config
+        self.config = TrainConfig.coerce(config)
         self.defenses = list(defenses)
         self.pm = pm
         self.progress = progress
-
-    def _optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
-        c = self.config
-        params = [p for p in model.parameters() if p.requires_grad]
-        if c.optimizer == "adam":
-            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
-        mom = c.momentum if c.optimizer == "momentum" else 0.0
-        return torch.optim.SGD(params, lr=c.lr, momentum=mom, weight_decay=c.weight_decay)
 
     def fit(self, model: torch.nn.Module, x: Any, y: Any, *, x_val: Any = None, y_val: Any = None, rng: RNGLike = None) -> TrainResult:
         """Train ``model`` in place on (x, y) and return a TrainResult.
@@ -218,108 +143,170 @@ class Trainer:
         gen_np = as_generator(rng if rng is not None else c.seed)
         for d in self.defenses:
             xa, ya = d.transform_data(xa, ya, rng=gen_np)
-        dev = resolve_device(c.device)
-        if c.seed is not None:
-            torch.manual_seed(c.seed)
-        model = model.to(dev)
-        opt = self._optimizer(model)
-        tgen = torch.Generator(device="cpu")
-        tgen.manual_seed(int(gen_np.integers(0, 2**62)))
-        n = len(xa)
-        ctx = TrainContext(
-            model=model,
-            optimizer=opt,
-            config=c,
-            loss_fn=_per_example_ce,
-            device=dev,
-            n_samples=n,
-            sample_rate=min(1.0, c.batch_size / n),
-            generator=tgen,
-            rng=gen_np,
-            pm=self.pm,
-            sampling=c.sampling,
-            x_val=x_val,
-            y_val=y_val,
-        )
-        for d in self.defenses:
-            d.on_train_begin(ctx)
-        handlers = [d for d in self.defenses if type(d).compute_gradients is not Defense.compute_gradients]
-        if len(handlers) > 1:
-            raise InvalidParameterError(f"at most one gradient-point defense per run; got {[d.name for d in handlers]}.")
-        x_t = torch.from_numpy(np.ascontiguousarray(xa, dtype=np.float32)).to(dev)
-        y_t = torch.from_numpy(ya.astype(np.int64)).to(dev)
-        history: list[dict[str, Any]] = []
-        steps_per_epoch = max(1, int(round(n / c.batch_size)))
-        with track(f"training ({c.epochs} epochs)", c.epochs, enabled=self.progress) as bar:
-            self._epochs(model, opt, ctx, handlers, x_t, y_t, gen_np, n, steps_per_epoch, history, x_val, y_val, dev, bar)
-        model.eval()
-        reports = {d.name: d.on_train_end(ctx) for d in self.defenses}
-        return TrainResult(model=model, history=history, defenses=reports, steps=ctx.step, stop_reason=ctx.stop_reason, notes=ctx.notes)
+        with _threads(c.threads):
+            ctx = start_training(model, c, loss_fn=_per_example_ce, n_samples=len(xa), rng=gen_np, pm=self.pm, x_val=x_val, y_val=y_val)
+            dev = ctx.device
+            x_t = torch.from_numpy(np.ascontiguousarray(xa, dtype=np.float32)).to(dev)
+            y_t = torch.from_numpy(ya.astype(np.int64)).to(dev)
 
-    def _epochs(
-        self,
-        model: torch.nn.Module,
-        opt: torch.optim.Optimizer,
-        ctx: TrainContext,
-        handlers: list[Defense],
-        x_t: torch.Tensor,
-        y_t: torch.Tensor,
-        gen_np: np.random.Generator,
-        n: int,
-        steps_per_epoch: int,
-        history: list[dict[str, Any]],
-        x_val: Any,
-        y_val: Any,
-        dev: Any,
-        bar: Any,
-    ) -> None:
-        c = self.config
-        for epoch in range(c.epochs):
-            ctx.epoch = epoch
-            model.train()
-            losses: list[float] = []
-            if ctx.sampling == "poisson":
-                batches = (self._poisson_batch(gen_np, n, ctx.sample_rate) for _ in range(steps_per_epoch))
-            else:
-                perm = gen_np.permutation(n)
-                batches = (perm[i : i + c.batch_size] for i in range(0, n, c.batch_size))
-            for idx in batches:
-                idx_t = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(dev)
-                xb, yb = x_t[idx_t], y_t[idx_t]
-                opt.zero_grad(set_to_none=True)
-                ctx.metrics = {}
-                handled = handlers[0].compute_gradients(ctx, (xb, yb)) if handlers else False
-                if not handled:
-                    if len(idx) == 0:
-                        continue
-                    loss = ctx.loss_fn(model(xb), yb).mean()
-                    loss.backward()
-                    ctx.metrics.setdefault("loss", float(loss.detach()))
-                    if ctx.gradient_canaries is not None:
-                        add_flat_grad(model, gradient_canary_sum(ctx)[0] / len(idx))
-                opt.step()
-                for d in self.defenses:
-                    d.on_step_end(ctx)
-                if "loss" in ctx.metrics:
-                    losses.append(ctx.metrics["loss"])
-                if self.pm is not None:
-                    self.pm.hook.on_train_step(step=ctx.step, epoch=epoch, metrics=dict(ctx.metrics), context=ctx)
-                ctx.step += 1
-                if ctx.stop_reason:
-                    break
-            rec: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "steps": ctx.step}
-            rec.update({k: v for k, v in ctx.metrics.items() if k != "loss"})
-            if x_val is not None and y_val is not None:
-                rec["val_accuracy"] = evaluate_accuracy(model, x_val, y_val, device=dev)
-            history.append(rec)
-            if self.pm is not None:
-                self.pm.hook.on_epoch_end(epoch=epoch, metrics=dict(rec), context=ctx)
-            bar.advance(steps=ctx.step, loss=rec["loss"], epsilon=rec.get("epsilon"), val_accuracy=rec.get("val_accuracy"))
-            if ctx.stop_reason:
-                break
+            def batch(idx_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                return x_t[idx_t], y_t[idx_t]
+
+            def validate() -> dict[str, Any]:
+                if x_val is None or y_val is None:
+                    return {}
+                return {"val_accuracy": evaluate_accuracy(ctx.model, x_val, y_val, device=dev)}
+
+            with track(f"training ({c.epochs} epochs)", c.epochs, enabled=self.progress) as bar:
+                return run_training(ctx, self.defenses, batch, end_of_epoch=validate, bar=bar)
 
     @staticmethod
     def _poisson_batch(rng: np.random.Generator, n: int, q: float) -> np.ndarray:
-        # A Poisson-sampled batch: size ~ Binomial(n, q), then a uniform subset of that size.
-        k = int(rng.binomial(n, q))
-        return np.sort(rng.choice(n, size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
+        return _poisson_batch(rng, n, q)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` while training (``TrainConfig.threads``), restored afterwards."""
+    if not n:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _optimizer(model: torch.nn.Module, c: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if c.optimizer == "adam":
+        return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+    mom = c.momentum if c.optimizer == "momentum" else 0.0
+    return torch.optim.SGD(params, lr=c.lr, momentum=mom, weight_decay=c.weight_decay)
+
+
+def _poisson_batch(rng: np.random.Generator, n: int, q: float) -> np.ndarray:
+    # A Poisson-sampled batch: size ~ Binomial(n, q), then a uniform subset of that size.
+    k = int(rng.binomial(n, q))
+    return np.sort(rng.choice(n, size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
+
+
+def start_training(
+    model: torch.nn.Module,
+    config: TrainConfig,
+    *,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    n_samples: int,
+    rng: np.random.Generator,
+    pm: Any = None,
+    x_val: Any = None,
+    y_val: Any = None,
+) -> TrainContext:
+    """Seed torch, move ``model`` to the config's device, build its optimizer and the TrainContext of a run.
+
+    The first half of every torch training loop (the classifier ``Trainer`` and the causal-LM
+    ``LMTrainer``); ``run_training`` is the second.
+    """
+    dev = resolve_device(config.device)
+    if config.seed is not None:
+        torch.manual_seed(config.seed)
+    model = model.to(dev)
+    tgen = torch.Generator(device="cpu")
+    tgen.manual_seed(int(rng.integers(0, 2**62)))
+    return TrainContext(
+        model=model,
+        optimizer=_optimizer(model, config),
+        config=config,
+        loss_fn=loss_fn,
+        device=dev,
+        n_samples=n_samples,
+        sample_rate=min(1.0, config.batch_size / n_samples),
+        generator=tgen,
+        rng=rng,
+        pm=pm,
+        sampling=config.sampling,
+        x_val=x_val,
+        y_val=y_val,
+        accuracy_fn=functools.partial(evaluate_accuracy, device=dev),
+    )
+
+
+def run_training(
+    ctx: TrainContext,
+    defenses: Sequence[Defense],
+    batch: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    *,
+    end_of_epoch: Callable[[], dict[str, Any]] | None = None,
+    bar: Any = None,
+) -> TrainResult:
+    """The torch training loop shared by every torch trainer: defenses' callbacks, observer hooks, history.
+
+    Each epoch samples batches of indices (shuffled, or Poisson with ``ctx.sample_rate``), turns
+    them into ``(inputs, targets)`` with ``batch(indices)``, lets the gradient-point defense fill
+    the gradients (or runs a plain backward pass of ``ctx.loss_fn``), steps the optimizer, calls
+    ``on_step_end`` and fires ``on_train_step``; after each epoch ``end_of_epoch()`` adds figures
+    (e.g. validation accuracy) and ``on_epoch_end`` fires. ``ctx.stop_reason`` ends training.
+
+    Raises:
+        InvalidParameterError: more than one gradient-point defense.
+    """
+    c = ctx.config
+    model, opt, dev = ctx.model, ctx.optimizer, ctx.device
+    for d in defenses:
+        d.on_train_begin(ctx)
+    handlers = [d for d in defenses if type(d).compute_gradients is not Defense.compute_gradients]
+    if len(handlers) > 1:
+        raise InvalidParameterError(f"at most one gradient-point defense per run; got {[d.name for d in handlers]}.")
+    n, gen_np = ctx.n_samples, ctx.rng
+    steps_per_epoch = max(1, int(round(n / c.batch_size)))
+    history: list[dict[str, Any]] = []
+    for epoch in range(c.epochs):
+        ctx.epoch = epoch
+        model.train()
+        losses: list[float] = []
+        batches: Any
+        if ctx.sampling == "poisson":
+            batches = (_poisson_batch(gen_np, n, ctx.sample_rate) for _ in range(steps_per_epoch))
+        else:
+            perm = gen_np.permutation(n)
+            batches = (perm[i : i + c.batch_size] for i in range(0, n, c.batch_size))
+        for idx in batches:
+            idx_t = torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(dev)
+            xb, yb = batch(idx_t)
+            opt.zero_grad(set_to_none=True)
+            ctx.metrics = {}
+            handled = handlers[0].compute_gradients(ctx, (xb, yb)) if handlers else False
+            if not handled:
+                if len(idx) == 0:
+                    continue
+                loss = ctx.loss_fn(model(xb), yb).mean()
+                loss.backward()
+                ctx.metrics.setdefault("loss", float(loss.detach()))
+                if ctx.gradient_canaries is not None:
+                    add_flat_grad(model, gradient_canary_sum(ctx)[0] / len(idx))
+            opt.step()
+            for d in defenses:
+                d.on_step_end(ctx)
+            if "loss" in ctx.metrics:
+                losses.append(ctx.metrics["loss"])
+            if ctx.pm is not None:
+                ctx.pm.hook.on_train_step(step=ctx.step, epoch=epoch, metrics=dict(ctx.metrics), context=ctx)
+            ctx.step += 1
+            if ctx.stop_reason:
+                break
+        rec: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None, "steps": ctx.step}
+        rec.update({k: v for k, v in ctx.metrics.items() if k != "loss"})
+        if end_of_epoch is not None:
+            rec.update(end_of_epoch())
+        history.append(rec)
+        if ctx.pm is not None:
+            ctx.pm.hook.on_epoch_end(epoch=epoch, metrics=dict(rec), context=ctx)
+        if bar is not None:
+            bar.advance(steps=ctx.step, loss=rec["loss"], epsilon=rec.get("epsilon"), val_accuracy=rec.get("val_accuracy"))
+        if ctx.stop_reason:
+            break
+    model.eval()
+    reports = {d.name: d.on_train_end(ctx) for d in defenses}
+    return TrainResult(model=model, history=history, defenses=reports, steps=ctx.step, stop_reason=ctx.stop_reason, notes=ctx.notes)

@@ -78,8 +78,8 @@ def _json_safe(v: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..adapters.torch import evaluate_accuracy, export_onnx
     from ..errors import InvalidParameterError
+    from ..training import make_trainer
     from ..training_api import _digits_split, train
     from ._common import Problems, parse_params
 
@@ -159,22 +159,25 @@ def run(args: argparse.Namespace) -> int:
         **options,
     )
     seconds = time.perf_counter() - t0
-    onnx_path = export_onnx(result.model, x[:2], out / "model.onnx")
+    # the adapter that trained the model evaluates and exports it (make_trainer answers for the trained model)
+    n_classes = max(int(y.max()), int(y_val.max()) if y_val is not None and len(y_val) else 0) + 1
+    trainer = make_trainer(result.model, {"input_shape": tuple(x.shape[1:]), "n_classes": n_classes})
+    onnx_path = trainer.export_onnx(result.model, out / "model.onnx", example=x[:2])
     report: dict[str, Any] = dict(result.defenses.get(defense, {})) if defense else {}
     report.update(
         {
             "defense": defense,
             "model": args.model,
             "epochs_run": len(result.history),
-            "train_accuracy": evaluate_accuracy(result.model, x, y, device="cpu"),
+            "train_accuracy": trainer.accuracy(result.model, x, y),
             "stop_reason": result.stop_reason,
             "notes": list(result.notes),
             "seconds": seconds,
             "onnx": str(onnx_path),
         }
     )
-    if x_val is not None:
-        report["test_accuracy"] = evaluate_accuracy(result.model, x_val, y_val, device="cpu")
+    if x_val is not None and y_val is not None:
+        report["test_accuracy"] = trainer.accuracy(result.model, x_val, y_val)
     path = out / "privacy.json"
     write_text_atomic(path, json.dumps(_json_safe(report), indent=2))
     if args.json:

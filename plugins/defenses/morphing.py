@@ -255,10 +255,8 @@ class MorphedLearning(Defense):
         if getattr(self, "data_bytes_", None):
             report["data_size_overhead"] = self.data_bytes_["morphed"] / max(1, self.data_bytes_["original"]) - 1.0
         if ctx.x_val is not None and ctx.y_val is not None:
-            from audit_sdk.adapters.torch.training import evaluate_accuracy
-
             x_val = np.asarray(ctx.x_val)
-            report["accuracy"] = evaluate_accuracy(ctx.model, x_val, ctx.y_val, device=ctx.device)
+            report["accuracy"] = ctx.accuracy(x_val, ctx.y_val)
         return report
 
     # ------------------------------------------------------------------ overhead

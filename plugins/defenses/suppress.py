@@ -292,9 +292,7 @@ class SuppressPrivacy(Defense):
             "schedule": [(r["step"], r["sparsity"]) for r in self.rounds_],
         }
         if ctx.x_val is not None and ctx.y_val is not None:
-            from audit_sdk.adapters.torch.training import evaluate_accuracy
-
-            report["accuracy"] = evaluate_accuracy(ctx.model, ctx.x_val, ctx.y_val, device=ctx.device)
+            report["accuracy"] = ctx.accuracy(ctx.x_val, ctx.y_val)
         self.report_ = report
         return report
 

@@ -22,6 +22,7 @@ from audit_sdk.metrics import reconstruction_metrics, ssim
 from audit_sdk.results import AttackResult
 from audit_sdk.rng import derive_seed
 from audit_sdk.target import Target
+from audit_sdk.training import TrainConfig, make_trainer
 
 if TYPE_CHECKING:
     import torch
@@ -198,13 +199,13 @@ def evaluation_classifier(data: AuditData, *, epochs: int, seed: int, context: A
     cache = getattr(context, "extras", None)
     if isinstance(cache, dict) and key in cache:
         return cache[key]
-    from audit_sdk.adapters.torch import TrainConfig, Trainer, make_model
-
     shape = tuple(pop.x.shape[1:])
     arch = "cnn" if len(shape) == 3 else "mlp"
-    model = make_model(arch, input_shape=shape, n_classes=data.n_classes, seed=seed)
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, optimizer="adam", seed=seed, device="cpu")
-    model = Trainer(cfg).fit(model, pop.x.astype(np.float32), pop.y).model.eval()
+    trainer = make_trainer(
+        arch, {"input_shape": shape, "n_classes": data.n_classes, "train": cfg.model_dump()}, registry=getattr(context, "registry", None)
+    )
+    model = trainer.train(trainer.build(seed), pop.x.astype(np.float32), pop.y, cfg).model.eval()
     if isinstance(cache, dict):
         cache[key] = model
     return model
