@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from .report_model import ReportModel
     from .results import AttackResult
     from .target import Target
-    from .training import Trainer
+    from .training_contract import TrainContext, Trainer
 
 
 @hookspec
@@ -70,17 +70,18 @@ def make_trainer(model: Any, options: dict[str, Any]) -> Trainer | None:
 
 
 @hookspec
-def on_train_step(step: int, epoch: int, metrics: dict[str, Any], context: Any) -> None:
+def on_train_step(step: int, epoch: int, metrics: dict[str, Any], context: TrainContext) -> None:
     """Observe a finished training step (monitors, callbacks, loggers).
 
     Called by a Trainer after every optimizer step. ``metrics`` holds at least ``loss`` and, under
-    DP training, ``epsilon``. ``context`` is the Trainer's TrainContext (framework-specific). The
+    DP training, ``epsilon``. ``context`` is the run's TrainContext (its framework parts are typed
+    ``Any``). The
     return value is ignored.
     """
 
 
 @hookspec
-def on_epoch_end(epoch: int, metrics: dict[str, Any], context: Any) -> None:
+def on_epoch_end(epoch: int, metrics: dict[str, Any], context: TrainContext) -> None:
     """Observe a finished epoch (e.g. run an attack every N epochs). The return value is ignored."""
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from audit_sdk._rng import RNGLike
 from audit_sdk.errors import InvalidModelError, InvalidParameterError
+from audit_sdk.rng import RNGLike
 from audit_sdk.training import TrainConfig, TrainResult, observer_hooks
 from audit_sdk.training import Trainer as _CoreTrainer
 
