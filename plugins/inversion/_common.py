@@ -7,7 +7,6 @@ is imported when the registry is built, and ``import audit_sdk`` must stay light
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData, Split
+from audit_sdk.digest import array_digest
 from audit_sdk.errors import AccessError, AuditSDKWarning, BackendUnavailableError, InvalidParameterError
 from audit_sdk.fileio import atomic_write
 from audit_sdk.metrics import reconstruction_metrics, ssim
@@ -185,7 +186,7 @@ def as_images(x: np.ndarray) -> np.ndarray:
 _EVAL_KEY = "inversion.evaluation-classifier"
 
 
-def evaluation_classifier(data: AuditData, *, epochs: int, seed: int, context: Any = None) -> Any:
+def evaluation_classifier(data: AuditData, *, epochs: int, seed: int, context: RunContext | None = None) -> Any:
     """A classifier trained by the attacker on the population only (MindArmour's ``new_network``).
 
     It never saw members or non-members, so its accuracy on reconstructions measures whether they
@@ -195,15 +196,17 @@ def evaluation_classifier(data: AuditData, *, epochs: int, seed: int, context: A
     if data.population is None:
         return None
     pop = data.population
-    key = (_EVAL_KEY, hashlib.blake2b(np.ascontiguousarray(pop.x).tobytes() + pop.y.tobytes(), digest_size=12).hexdigest(), epochs, seed)
-    cache = getattr(context, "extras", None)
+    key = f"{_EVAL_KEY}:{array_digest(pop.x, pop.y, length=24)}:{epochs}:{seed}"
+    cache = context.extras if context is not None else None
     if isinstance(cache, dict) and key in cache:
         return cache[key]
     shape = tuple(pop.x.shape[1:])
     arch = "cnn" if len(shape) == 3 else "mlp"
     cfg = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, optimizer="adam", seed=seed, device="cpu")
     trainer = make_trainer(
-        arch, {"input_shape": shape, "n_classes": data.n_classes, "train": cfg.model_dump()}, registry=getattr(context, "registry", None)
+        arch,
+        {"input_shape": shape, "n_classes": data.n_classes, "train": cfg.model_dump()},
+        registry=context.registry if context is not None else None,
     )
     model = trainer.train(trainer.build(seed), pop.x.astype(np.float32), pop.y, cfg).model.eval()
     if isinstance(cache, dict):
@@ -345,11 +348,16 @@ def finish(
     bounds: tuple[float, float],
     data_range: float,
     extra: dict[str, Any],
-    context: Any,
+    context: RunContext | None,
 ) -> AttackResult:
     """Save the artefacts (when the run has an ``out_dir``) and build the reconstruction result."""
     extra["artifacts"] = save_artifacts(
-        getattr(context, "out_dir", None), attack.name, reconstructions=reconstructions, originals=originals, labels=labels, bounds=bounds
+        context.out_dir if context is not None else None,
+        attack.name,
+        reconstructions=reconstructions,
+        originals=originals,
+        labels=labels,
+        bounds=bounds,
     )
     return AttackResult(
         attack=attack.name,

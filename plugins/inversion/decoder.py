@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit_sdk import Attack, AttackResult, hookimpl
+from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, NotFittedError
 from audit_sdk.metrics import ssim
@@ -153,7 +154,7 @@ class DecoderInversion(Attack):
         evaluate: bool = True
         eval_epochs: int = Field(30, ge=1)
 
-    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
+    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: RunContext | None = None) -> AttackResult:
         p = cast("DecoderInversion.Params", self.params)
         gen = as_generator(rng)
         if data.population is None:

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audit_sdk import Attack, AttackResult, hookimpl
+from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.metrics import reconstruction_metrics, ssim
@@ -322,7 +323,7 @@ class GradientInversion(Attack):
             "final_match_loss": trace[-1],
         }
 
-    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
+    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: RunContext | None = None) -> AttackResult:
         p = cast("GradientInversion.Params", self.params)
         gen = as_generator(rng)
         model = C.torch_module(target, self.name).eval()

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit_sdk import Attack, AttackResult, hookimpl
+from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.metrics import ssim
@@ -55,7 +56,7 @@ class ModelInversion(Attack):
         evaluate: bool = True
         eval_epochs: int = Field(30, ge=1)
 
-    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
+    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: RunContext | None = None) -> AttackResult:
         import torch
 
         p = cast("ModelInversion.Params", self.params)

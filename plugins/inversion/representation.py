@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from audit_sdk import Attack, AttackResult, hookimpl
+from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.progress import track
@@ -184,7 +185,7 @@ class RepresentationInversion(Attack):
                 raise ValueError("the representation weight must be > 0 and the TV and norm weights >= 0")
             return v
 
-    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
+    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: RunContext | None = None) -> AttackResult:
         import torch
 
         p = cast("RepresentationInversion.Params", self.params)
