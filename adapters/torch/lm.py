@@ -16,7 +16,6 @@ module is a Linear, Embedding or LayerNorm called once per forward pass, which i
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from audit_sdk.errors import InvalidDataError, InvalidModelError, InvalidParameterError
+from audit_sdk.fileio import atomic_path
 from audit_sdk.interfaces import Defense
 from audit_sdk.rng import RNGLike, as_generator
 from audit_sdk.sequence import PAD, SequenceTarget, sequence_lengths, to_token_array
@@ -230,9 +230,8 @@ def export_lm_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, examp
     vocab = int(getattr(model, "vocab_size", 2))
     g = torch.Generator().manual_seed(0)
     ex = torch.randint(0, vocab, (2, example_length), generator=g)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
-        with warnings.catch_warnings():
+        with atomic_path(p, suffix=".onnx") as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice is not the user's concern
             torch.onnx.export(
                 model,
@@ -244,9 +243,7 @@ def export_lm_onnx(model: nn.Module, path: str | Path, *, opset: int = 17, examp
                 opset_version=opset,
                 dynamo=False,
             )
-        os.replace(tmp, p)
-    except Exception as exc:
-        tmp.unlink(missing_ok=True)
+    except Exception as exc:  # the temporary file is gone (atomic_path); nothing half-written is left
         raise InvalidModelError(f"ONNX export of {type(model).__name__} failed: {type(exc).__name__}: {exc}") from exc
     if check:
         import onnxruntime as ort
