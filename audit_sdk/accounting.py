@@ -130,7 +130,9 @@ def _resolution_for(values: np.ndarray, max_distinct: int | None) -> float:
     return math.expm1(max(1e-4, math.log(pos.max() / pos.min()) / max_distinct))
 
 
-def gaussian_schedule(noise_multipliers: Any, *, resolution: float = 0.0, max_distinct: int | None = None) -> list[tuple[PrivacyEvent, int]]:
+def gaussian_schedule(
+    noise_multipliers: Any, *, resolution: float = 0.0, max_distinct: int | None = None
+) -> list[tuple[PrivacyEvent, int]]:
     """Per-step Gaussian noise multipliers grouped into ``(event, count)`` (vectorised; ascending noise).
 
     Args:

@@ -22,9 +22,7 @@ class DPAuditParams(BaseModel):
     runs: int = Field(32, ge=2, description="training runs in multi-run mode (half with the canary; 32 prove at most ~1.0, 64 ~1.8)")
     defense: str | None = Field("defense.dp-sgd", description="training defense to audit (None: plain training)")
     defense_params: dict[str, Any] = Field(default_factory=dict, description="its options, e.g. {'target_epsilon': 8.0}")
-    architecture: Literal["from-target", "mlp", "cnn", "lenet"] = Field(
-        "from-target", description="re-initialised target, or a default"
-    )
+    architecture: Literal["from-target", "mlp", "cnn", "lenet"] = Field("from-target", description="re-initialised target, or a default")
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-2, gt=0)
@@ -34,9 +32,7 @@ class DPAuditParams(BaseModel):
     guesses: int | None = Field(
         None, ge=1, description="fix the number of guesses in advance (default: best of a grid, Bonferroni-corrected)"
     )
-    canary_norm: float | None = Field(
-        None, gt=0, description="norm of gradient canaries (default: 10x the clip bound, so clipping binds)"
-    )
+    canary_norm: float | None = Field(None, gt=0, description="norm of gradient canaries (default: 10x the clip bound, so clipping binds)")
     accountants: list[str] | None = Field(None, description="accountants to recompute epsilon with (default: every registered one)")
     seed: int = Field(0, ge=0, description="seeds canaries, inclusion and training")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where the audit's runs train (auto: CUDA when present)")

@@ -82,7 +82,11 @@ class DPAudit(Attack):
         t0 = time.perf_counter()
         if p.mode == "one-run":
             include = gen.random(m) < 0.5
-            runs = [_training._train_and_score(builder, data, train_x, train_y, cx, cy, include, p, defense, train_cfg, p.seed, cache, registry.pm)]
+            runs = [
+                _training._train_and_score(
+                    builder, data, train_x, train_y, cx, cy, include, p, defense, train_cfg, p.seed, cache, registry.pm
+                )
+            ]
             scores, truth = np.asarray(runs[0]["scores"]), include
         else:
             include_runs = np.zeros(p.runs, bool)

@@ -65,4 +65,3 @@ def sections(report: Any) -> list[dict[str, Any]]:
         )
         out.append({"title": f"DP audit ({res.attack})", "html": html, "data": info})
     return out
-

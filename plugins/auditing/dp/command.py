@@ -114,7 +114,8 @@ def _num(v: Any, fmt: str = ".4g") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from audit_sdk import RunContext, audit_dp
+    from audit_sdk import RunContext
+    from audit_sdk.dp_audit_api import audit_dp
     from audit_sdk.errors import InvalidParameterError, PolicyViolationError
 
     check_choice("--model", args.model, MODELS)
