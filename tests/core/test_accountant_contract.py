@@ -26,7 +26,7 @@ from audit_sdk.accounting import (
 )
 from audit_sdk.cli import main
 from audit_sdk.errors import InvalidParameterError
-from audit_sdk.interfaces import Accountant, Mechanism
+from audit_sdk.interfaces import Mechanism
 
 ROOT = Path(__file__).resolve().parents[2]
 
