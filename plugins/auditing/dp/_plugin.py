@@ -36,7 +36,8 @@ class DPAudit(Attack):
     summary = "DP audit: canaries in one (or many) training runs give an epsilon lower bound to check the accountant's claim."
     access = "training"
 
-    Params = DPAuditParams
+    class Params(DPAuditParams):
+        """audit.dp's options (declared in ``_params``, which the training code and the command share)."""
 
     params: Params
 
