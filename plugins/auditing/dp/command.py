@@ -21,20 +21,20 @@ from typing import Any
 
 from audit_sdk.cli.helpers import Problems, add_compute_options, check_choice, jsonable, parse_key_values, registry
 
-from ._params import DPAuditParams
+from ._plugin import DPAudit
 
 __all__ = ["add_parser", "choices"]
 
 
 def choices(option: str, *, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The values audit.dp's Params allow for ``option``: its default first, then the others in declared order."""
-    field = DPAuditParams.model_fields[option]
+    field = DPAudit.Params.model_fields[option]
     values = [v for v in typing.get_args(field.annotation) if v not in exclude]
     return (field.default, *[v for v in values if v != field.default]) if field.default in values else tuple(values)
 
 
 def _default(option: str) -> Any:
-    return DPAuditParams.model_fields[option].default
+    return DPAudit.Params.model_fields[option].default
 
 
 #: Enumerated options, checked in ``run`` so that a bad value is one clear error line. The
