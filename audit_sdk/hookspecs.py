@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 from .markers import hookspec
 
 if TYPE_CHECKING:
+    import argparse
+
     from .interfaces import Accountant, Attack, Defense, Mechanism
     from .report_model import ReportModel
     from .results import AttackResult
@@ -42,6 +44,21 @@ def register_defenses() -> list[type[Defense]]:
 @hookspec
 def register_attacks() -> list[type[Attack]]:
     """Contribute Attack classes (same rules as ``register_mechanisms``)."""
+
+
+@hookspec
+def register_commands(subparsers: argparse._SubParsersAction[Any]) -> None:
+    """Add ``audit-sdk`` sub-commands (datasette's habit: commands live beside the Params they expose).
+
+    Called once while the command line is built, after the core's own commands, in plugin
+    registration order. Add each command with ``subparsers.add_parser(NAME, help=...)`` and set
+    its handler with ``set_defaults(func=handler)``, where ``handler(args) -> int`` returns the exit
+    code; an ``AuditSDKError`` it raises becomes one ``audit-sdk: error: ...`` line and exit 2.
+    ``audit_sdk.cli.helpers`` has the shared options (``add_compute_options`` for ``--threads`` and
+    ``--quiet``) and checks. A third-party plugin that raises here is isolated: the commands it
+    added are removed, one warning names its distribution, and the rest of the CLI works
+    (fatal with ``--strict-plugins``). The return value is ignored.
+    """
 
 
 @hookspec(firstresult=True)

@@ -14,13 +14,16 @@ Trainer.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from . import accounting
+from .accounting import PrivacyEvent, Step, event_key, group_events
 from .errors import InvalidParameterError
 
 if TYPE_CHECKING:
@@ -105,33 +108,15 @@ class Component(ABC):
         return f"{type(self).__name__}({self.params!r})"
 
 
-@dataclass(frozen=True)
-class PrivacyEvent:
-    """What a mechanism actually ran at one step, as an accountant needs it.
-
-    Attributes:
-        kind: mechanism family understood by accountants: ``"gaussian"`` (``noise_multiplier``),
-            ``"laplace"`` (``scale`` relative to sensitivity, i.e. ``b / Δ``), ``"vmf"`` (``epsilon``
-            of metric privacy), ``"pure"`` (``epsilon``), or ``"none"`` (no noise: infinite privacy
-            loss). ``acct.dp-accounting`` also takes ``randomized-response``, ``discrete-laplace``,
-            ``discrete-gaussian``, ``zcdp``, ``exponential``, ``permute-and-flip``, ``tree-aggregation``,
-            ``repeat-and-select``, ``mixture-of-gaussians``, ``truncated-subsampled-gaussian``,
-            ``sampled-without-replacement``, ``poisson-sampled``, ``composed`` and ``self-composed``
-            (parameters: its ``EVENT_KINDS``).
-        params: the numbers that define it (e.g. ``{"noise_multiplier": 1.1}``); composite kinds
-            nest events as ``{"kind": ..., **params}`` mappings.
-    """
-
-    kind: str
-    params: Mapping[str, float] = field(default_factory=dict)
-
-
 class Mechanism(Component):
     """A noise or perturbation mechanism.
 
     A mechanism owns its schedule (e.g. a decaying noise multiplier), perturbs values given a
     sensitivity and a step, and reports the event it ran at that step, so an accountant charges
-    exactly what ran and a schedule is never configured twice.
+    exactly what ran and a schedule is never configured twice::
+
+        for event, count in mechanism.schedule(steps):
+            accountant.step(event, sample_rate=q, count=count)
     """
 
     kind: ClassVar[str] = "mechanism"
@@ -147,15 +132,84 @@ class Mechanism(Component):
     def event(self, step: int) -> PrivacyEvent:
         """The privacy event of ``step`` (0-based), as the accountant must charge it."""
 
+    def schedule(self, steps: int, *, resolution: float = 0.0, max_distinct: int | None = None) -> list[tuple[PrivacyEvent, int]]:
+        """The events of steps ``0 .. steps - 1``, grouped as ``(event, count)``.
+
+        The default asks ``event(t)`` for every step and groups equal events
+        (``audit_sdk.accounting.group_events``); a mechanism with long schedules overrides it with a
+        vectorised one (``dp.gaussian`` does). ``resolution`` and ``max_distinct`` round Gaussian
+        noise multipliers down onto a geometric grid so a decaying schedule has few distinct
+        events (conservative: less noise can only charge more).
+
+        Raises:
+            InvalidParameterError: a negative or non-integer number of steps.
+        """
+        if int(steps) != steps or steps < 0:
+            raise InvalidParameterError(f"steps must be a non-negative integer; got {steps!r}.")
+        return group_events((self.event(t) for t in range(int(steps))), resolution=resolution, max_distinct=max_distinct)
+
+
+def _recording(step: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an accountant's ``step`` so the ABC's default ``history`` records what it accepted."""
+    signature = inspect.signature(step)
+
+    @functools.wraps(step)
+    def recorded(self: Accountant, *args: Any, **kwargs: Any) -> Any:
+        state = self.__dict__
+        depth = state.get("_step_depth", 0)
+        state["_step_depth"] = depth + 1
+        try:
+            out = step(self, *args, **kwargs)
+        finally:
+            state["_step_depth"] = depth
+        if depth == 0:  # a step that calls super().step() is recorded once
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            a = bound.arguments
+            self._record(a["event"], float(a.get("sample_rate", 1.0)), int(a.get("count", 1)))
+        return out
+
+    recorded._records_history = True  # type: ignore[attr-defined]
+    return recorded
+
 
 class Accountant(Component):
     """Composes privacy loss over steps and converts it to (epsilon, delta).
 
-    Records each step as (event, sample_rate, count); answers ``epsilon(delta)`` and
-    ``delta(epsilon)``; calibrates a noise multiplier for a target.
+    A subclass implements ``step``, ``epsilon`` and ``delta``; everything callers use beyond
+    those has a default here, so a third-party accountant works in every command (``audit-sdk
+    epsilon``, ``calibrate``, DP-SGD, ``audit.dp``)::
+
+        acct.step(PrivacyEvent("gaussian", {"noise_multiplier": 1.1}), sample_rate=0.01, count=1000)
+        acct.history                 # [(event, 0.01, 1000)]
+        acct.copy().epsilon(1e-5)    # a fresh accountant charged with the same steps
+        acct.calibrate(target_epsilon=3.0, delta=1e-5, sample_rate=0.01, steps=1000)
+
+    The history is recorded by the ABC, not asked of each accountant: ``__init_subclass__`` wraps
+    a subclass's ``step`` so every accepted step (one that did not raise) is kept as
+    ``(event, sample_rate, count)``, grouped. Recording beside the step, rather than asking
+    subclasses to call a helper, means a minimal accountant cannot forget it, and replaying the
+    history into a new instance (``copy``) rebuilds any internal state the subclass keeps, since
+    the state came from those very steps. A class that keeps its own history (the built-ins, for
+    caches of per-step curves) overrides ``history`` and is not wrapped; ``reset``, ``copy``,
+    ``extend`` and the queries below work through the public methods either way.
     """
 
     kind: ClassVar[str] = "accountant"
+    #: whether every answer is a proven upper bound (False for approximations such as GDP's CLT);
+    #: calibration refuses an approximate accountant unless asked (``allow_approximate``)
+    is_upper_bound: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if (
+            step is not None
+            and cls.history is Accountant.history  # type: ignore[comparison-overlap]
+            and not getattr(step, "__isabstractmethod__", False)
+            and not getattr(step, "_records_history", False)
+        ):
+            cls.step = _recording(step)  # type: ignore[method-assign]
 
     @abstractmethod
     def step(self, event: PrivacyEvent, *, sample_rate: float, count: int = 1) -> None:
@@ -168,6 +222,103 @@ class Accountant(Component):
     @abstractmethod
     def delta(self, epsilon: float) -> float:
         """Delta at the given epsilon for what was spent so far."""
+
+    # -- history (defaults; see the class docstring) -----------------------------------------------
+    def _record(self, event: PrivacyEvent, sample_rate: float, count: int) -> None:
+        if count <= 0:
+            return
+        book: dict[Any, list[Any]] = self.__dict__.setdefault("_recorded", {})
+        try:
+            key: Any = (event_key(event), sample_rate)
+            hit = book.get(key)
+        except TypeError:  # unhashable parameters: kept apart
+            key, hit = ("unhashable", len(book)), None
+        if hit is None:
+            book[key] = [event, sample_rate, count]
+        else:
+            hit[2] += count
+
+    @property
+    def history(self) -> list[Step]:
+        """The recorded ``(event, sample_rate, count)`` entries, grouped, in first-seen order."""
+        return [(e, q, c) for e, q, c in self.__dict__.get("_recorded", {}).values()]
+
+    @property
+    def steps(self) -> int:
+        """Total number of recorded steps."""
+        return sum(int(c) for _e, _q, c in self.history)
+
+    def extend(self, steps: Iterable[Step]) -> Accountant:
+        """Record several ``(event, sample_rate, count)`` entries; returns self."""
+        for event, q, c in steps:
+            self.step(event, sample_rate=q, count=c)
+        return self
+
+    def reset(self) -> None:
+        """Forget every recorded step (the state of a new instance with the same options)."""
+        fresh = type(self)(self.params)
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
+
+    def copy(self) -> Accountant:
+        """An independent accountant with the same options, charged with the same history."""
+        return type(self)(self.params).extend(self.history)
+
+    # -- queries over the history ----------------------------------------------------------------
+    def epsilon_if(self, steps: Iterable[Step], *, delta: float) -> float:
+        """Epsilon after the recorded history plus ``steps``, without recording them."""
+        return float(self.copy().extend(steps).epsilon(delta))
+
+    def group_epsilon(self, delta: float, group_size: int) -> float:
+        """Epsilon at ``delta`` for users contributing up to ``group_size`` records (``accounting.group_epsilon``)."""
+        return accounting.group_epsilon(self, delta, group_size)
+
+    def calibration_guess(self, build: Callable[[float], Iterable[Step]], *, target_epsilon: float, delta: float) -> float | None:
+        """Where ``accounting.calibrate`` should start its search (None: no idea, start at 1).
+
+        An accountant with a cheap, close estimate overrides it (acct.pld answers with RDP's
+        calibration); the search itself, and its safe-side guarantee, stay the core's.
+        """
+        return None
+
+    def calibrate(
+        self,
+        *,
+        target_epsilon: float,
+        delta: float,
+        sample_rate: float,
+        steps: int,
+        mechanism: Mechanism | None = None,
+        schedule: Callable[[Any], Any] | None = None,
+        resolution: float = 1e-2,
+        allow_approximate: bool = False,
+    ) -> float:
+        """Noise multiplier (or sigma0 of a decaying ``mechanism``) meeting (target_epsilon, delta).
+
+        Shorthand for ``audit_sdk.accounting.calibrate_noise_multiplier(self, ...)``: the answer's
+        epsilon is <= ``target_epsilon``; this accountant's own history is ignored.
+        """
+        return accounting.calibrate_noise_multiplier(
+            self,
+            target_epsilon=target_epsilon,
+            delta=delta,
+            sample_rate=sample_rate,
+            steps=steps,
+            mechanism=mechanism,
+            schedule=schedule,
+            resolution=resolution,
+            allow_approximate=allow_approximate,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able summary: name, whether certified, options, total steps, grouped history."""
+        return {
+            "accountant": self.name,
+            "certified": bool(self.is_upper_bound),
+            "options": self.params.model_dump(),
+            "steps": self.steps,
+            "history": [{"event": e.kind, **dict(e.params), "sample_rate": q, "count": c} for e, q, c in self.history],
+        }
 
 
 class Defense(Component):

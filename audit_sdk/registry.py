@@ -139,8 +139,17 @@ class AuditPluginManager(pluggy.PluginManager):
         if (plugin_name, stage) in self._reported:
             return
         self._reported.add((plugin_name, stage))
-        whole = disable or stage in ("import", "hooks") or stage.startswith("register")
-        outcome = "plugin skipped" if whole else f"its {stage} hook is skipped, the run goes on"
+        # a failed register_commands costs the plugin its commands only (the CLI removes them); its components still work
+        whole = disable or stage in ("import", "hooks") or (stage.startswith("register") and stage != "register_commands")
+        outcome = (
+            "plugin skipped"
+            if whole
+            else (
+                "its commands are skipped, the rest of it still works"
+                if stage == "register_commands"
+                else f"its {stage} hook is skipped, the run goes on"
+            )
+        )
         warnings.warn(
             f"{where} {what}: {error}; {outcome}. Silence it with AUDIT_SDK_DISABLE_PLUGINS={plugin_name}, "
             "or make it fatal with --strict-plugins (AUDIT_SDK_STRICT_PLUGINS=1).",

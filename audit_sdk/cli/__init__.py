@@ -5,8 +5,12 @@ error (one clear line, no traceback), 3 internal failure (also: an attack failed
 the others). ``--strict-plugins`` (anywhere on the line) makes a broken third-party plugin fatal
 instead of skipped with a one-line warning.
 
-Each sub-command lives in its own module with ``add_parser(subparsers)``, which sets
-``func(args) -> int`` as the handler; ``COMMANDS`` lists the modules.
+Each core sub-command lives in its own module with ``add_parser(subparsers)``, which sets
+``func(args) -> int`` as the handler; ``COMMANDS`` lists the modules. Plugins add theirs through
+the ``register_commands(subparsers)`` hook (the DP commands ``epsilon``, ``calibrate`` and
+``dp-audit`` come from the DP plugins that way); a third-party plugin that fails there loses its
+commands, with one warning, and the rest of the CLI works. The plugin manager loaded for that is
+the one the commands use (``audit_sdk.cli.helpers.registry(args)``), so plugins load once.
 """
 
 from __future__ import annotations
@@ -27,19 +31,19 @@ from ._common import THREADED_COMMANDS, add_threads_option, apply_threads
 
 __all__ = ["main", "COMMANDS"]
 
-#: Modules (relative to this package) that add sub-commands, in help order.
+#: Modules (relative to this package) that add the core's sub-commands, in help order.
 COMMANDS: tuple[str, ...] = (
     "plugins_cmd",
     "audit_cmd",
     "inspect_cmd",
     "demo_cmd",
     "train_cmd",
-    "epsilon_cmd",
-    "dp_audit_cmd",
-    "calibrate_cmd",
     "config_cmd",
     "compare_cmd",
 )
+#: Core commands listed after the plugins' in ``--help``: the file helpers come last, the
+#: commands that compute (the core's and the plugins') first.
+LISTED_LAST: tuple[str, ...] = ("config", "compare")
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -95,7 +99,17 @@ def _strict_plugins(argv: list[str]) -> Iterator[list[str]]:
             os.environ["AUDIT_SDK_STRICT_PLUGINS"] = old
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(pm: Any = None) -> argparse.ArgumentParser:
+    """The ``audit-sdk`` parser: the core's commands, then those plugins add (``register_commands``).
+
+    Args:
+        pm: the plugin manager whose plugins add commands (default: a fresh one, as
+            ``get_plugin_manager()`` builds); handlers find it as ``args.plugin_manager``.
+
+    Raises:
+        PluginError: a built-in plugin fails to load; in strict mode, a third-party one too.
+    """
+    from ..registry import get_plugin_manager
     from ..version import __version__
 
     parser = _Parser(prog="audit-sdk", description="Audit ML models for training-data leakage; train them with privacy defences.")
@@ -109,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for mod in COMMANDS:
         importlib.import_module(f".{mod}", __name__).add_parser(sub)
+    pm = pm if pm is not None else get_plugin_manager()
+    parser.set_defaults(plugin_manager=pm)
+    _plugin_commands(sub, pm)
+    _list_last(sub, LISTED_LAST)
     for name in THREADED_COMMANDS:
         cmd = sub.choices.get(name)
         if cmd is not None and "--threads" not in cmd._option_string_actions:
@@ -116,6 +134,37 @@ def build_parser() -> argparse.ArgumentParser:
         if cmd is not None and "--quiet" not in cmd._option_string_actions:
             cmd.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr (results and errors still print)")
     return parser
+
+
+def _plugin_commands(sub: Any, pm: Any) -> None:
+    """Call each plugin's ``register_commands``; a third-party one that raises loses what it added.
+
+    The hook implementations are called one by one (in pluggy's order) rather than through
+    ``pm.hook``, so that a failing plugin's half-added commands can be taken out again. A
+    third-party plugin's implementation is already guarded by the manager (``isolate``): it
+    records the fault (one warning, or a PluginError in strict mode) and returns None.
+    """
+    hook = getattr(pm.hook, "register_commands", None)
+    if hook is None:
+        return
+    broken = getattr(pm, "broken", {})
+    for impl in reversed(hook.get_hookimpls()):  # pluggy calls the last registered first; keep registration order
+        before, actions = dict(sub.choices), list(sub._choices_actions)
+        was_broken = impl.plugin_name in broken
+        impl.function(*[{"subparsers": sub}[name] for name in impl.argnames])
+        if impl.plugin_name in broken and not was_broken:
+            sub.choices.clear()
+            sub.choices.update(before)
+            sub._choices_actions[:] = actions
+
+
+def _list_last(sub: Any, names: Sequence[str]) -> None:
+    """Move the named commands to the end of the listing (``--help`` and "invalid choice" messages)."""
+    for name in names:
+        if name in sub.choices:
+            sub.choices[name] = sub.choices.pop(name)
+    order = list(sub.choices)
+    sub._choices_actions.sort(key=lambda a: order.index(a.dest) if a.dest in order else len(order))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,11 +189,11 @@ def _broken_pipe() -> int:
 
 
 def _main(argv: list[str]) -> int:
-    parser = build_parser()
     try:
+        parser = build_parser()  # loads the plugins: in strict mode a broken one is a one-line error
         args = parser.parse_args(argv)
         # progress of long steps on stderr (bars in a terminal, plain lines in a log); --quiet silences it
-        if args.command in THREADED_COMMANDS:
+        if args.command in THREADED_COMMANDS or hasattr(args, "threads"):
             apply_threads(getattr(args, "threads", None))
         with progress_mode("off" if getattr(args, "quiet", False) else "auto"):
             return int(args.func(args) or 0)

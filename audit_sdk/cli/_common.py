@@ -141,8 +141,9 @@ def report_failures(report: Any, path: Any) -> int:
     return 2 if all(f.get("input_error") for f in fails) else 3
 
 
-#: Commands that compute (train, attack, account) and so take ``--threads``.
-THREADED_COMMANDS = ("audit", "demo", "train", "epsilon", "dp-audit", "calibrate", "compare")
+#: Core commands that compute (train, attack) and so take ``--threads``; a plugin's command opts in
+#: with ``audit_sdk.cli.helpers.add_compute_options``.
+THREADED_COMMANDS = ("audit", "demo", "train", "compare")
 
 
 def usable_cpus() -> int:

@@ -8,7 +8,7 @@ long tail of mechanisms without hand-written maths. ``dp_accounting`` is importe
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -195,14 +195,9 @@ class DPAccountingAccountant(Accountant):
         if count and q > 0:
             self._history.append((ev, q, int(count)))
 
-    def extend(self, steps: Iterable[tuple[PrivacyEvent, float, int]]) -> DPAccountingAccountant:
-        """Record several ``(event, sample_rate, count)`` entries; returns self."""
-        for ev, q, c in steps:
-            self.step(ev, sample_rate=q, count=c)
-        return self
-
     @property
     def history(self) -> list[tuple[PrivacyEvent, float, int]]:
+        """The recorded ``(event, sample_rate, count)`` entries, in order (its own: events arrive as mappings too)."""
         return list(self._history)
 
     @property
@@ -210,6 +205,7 @@ class DPAccountingAccountant(Accountant):
         return sum(c for _e, _q, c in self._history)
 
     def reset(self) -> None:
+        """Forget every recorded step."""
         self._history = []
 
     def describe(self) -> dict[str, Any]:
@@ -279,12 +275,6 @@ class DPAccountingAccountant(Accountant):
             raise InvalidParameterError(f"acct.dp-accounting: a subsampled {ev.kind} event needs backend='rdp'.")
         # the worst case of any eps-DP mechanism (Kairouz, Oh, Viswanath 2015)
         return pl.from_privacy_parameters(common.DifferentialPrivacyParameters(float(p["epsilon"]), 0.0), value_discretization_interval=iv)
-
-    def group_epsilon(self, delta: float, group_size: int) -> float:
-        """Epsilon at ``delta`` for users contributing up to ``group_size`` records (group privacy)."""
-        from ._base import group_epsilon
-
-        return group_epsilon(self, delta, group_size)
 
     def epsilon(self, delta: float) -> float:
         """Epsilon spent so far at ``delta``."""

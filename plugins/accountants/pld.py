@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from audit_sdk import hookimpl
+from audit_sdk.accounting import calibrate
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.interfaces import Accountant
 
@@ -68,18 +69,16 @@ class PLDAccountant(HistoryAccountant):
         super().__init__(params, **options)
         self._cache: dict[Any, Any] = {}
 
-    def calibrate_history(self, build: Any, *, target_epsilon: float, delta: float, **kwargs: Any) -> float:
-        """As the base class, warm-started from the (cheap, looser) RDP answer, which brackets the PLD one from above."""
-        if kwargs.get("guess") is None:
-            from .rdp import RDPAccountant
+    def calibration_guess(self, build: Any, *, target_epsilon: float, delta: float) -> float | None:
+        """RDP's calibration (cheap, looser: it brackets the PLD answer from above) seeds the core's search."""
+        from .rdp import RDPAccountant
 
-            try:
-                kwargs["guess"] = RDPAccountant(sigma_resolution=self.params.sigma_resolution).calibrate_history(
-                    build, target_epsilon=target_epsilon, delta=delta, rtol=1e-3
-                )
-            except InvalidParameterError:  # RDP cannot reach the target; the tighter PLD still may
-                kwargs["guess"] = None
-        return super().calibrate_history(build, target_epsilon=target_epsilon, delta=delta, **kwargs)
+        try:
+            return calibrate(
+                RDPAccountant(sigma_resolution=self.params.sigma_resolution), build, target_epsilon=target_epsilon, delta=delta, rtol=1e-3
+            )
+        except InvalidParameterError:  # RDP cannot reach the target; the tighter PLD still may
+            return None
 
     def _losses(self, key: Any) -> tuple[StepLoss, StepLoss] | None:
         """(remove, add) losses of one step, or None when the step leaks nothing."""

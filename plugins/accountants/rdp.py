@@ -91,6 +91,22 @@ class RDPAccountant(HistoryAccountant):
             total = total + count * self._curve(key)
         return total
 
+    def group_epsilon(self, delta: float, group_size: int) -> float:
+        """The core's group-privacy bound, or Mironov 2017 Prop. 2 on the RDP curve when smaller.
+
+        An (alpha, e)-RDP step is (alpha / 2^c, 3^c e)-RDP for groups of 2^c records.
+        """
+        best = super().group_epsilon(delta, group_size)
+        k = int(group_size)
+        if k <= 1:
+            return best
+        c = math.ceil(math.log2(k))
+        new_orders = self.orders / 2**c
+        keep = new_orders > 1
+        if keep.any():
+            best = min(best, eps_from_rdp(new_orders[keep], 3**c * self.rdp()[keep], delta)[0])
+        return float(best)
+
     def _epsilon(self, delta: float) -> float:
         eps, order = eps_from_rdp(self.orders, self.rdp(), delta)
         self.optimal_order = order

@@ -18,10 +18,10 @@ import math
 import warnings
 from typing import Any, Literal
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audit_sdk import hookimpl
+from audit_sdk.accounting import calibrate, with_noise_multiplier
 from audit_sdk.errors import AccountingAssumptionWarning, InvalidModelError, InvalidParameterError, PrivacyBudgetExceededError
 from audit_sdk.interfaces import Defense, PrivacyEvent
 
@@ -146,7 +146,7 @@ class DPSGD(Defense):
             acct_params["sigma_resolution"] = 1e-4
         self.accountant_ = acct_cls(acct_params)
         fields = getattr(mech_cls.Params, "model_fields", {})
-        gaussian_like = "noise_multiplier" in fields and "secure_mode" in fields and hasattr(mech_cls, "factors")
+        gaussian_like = "noise_multiplier" in fields and "secure_mode" in fields and hasattr(mech_cls, "noise_multiplier_at")
         base = (
             mech_cls({**p.mechanism_params, "noise_multiplier": p.noise_multiplier or 1.0, "secure_mode": p.secure_mode})
             if gaussian_like
@@ -159,19 +159,18 @@ class DPSGD(Defense):
                 "record's presence, so neither fits clipped-gradient sums."
             )
         self.count_stddev_ = (p.clip_count_stddev or self.expected_batch_ / 20.0) if p.adaptive_clipping else None
-        factors = np.asarray(base.factors(np.arange(self.total_steps_)), dtype=float)
         self.calibrated_ = False
         if p.noise_multiplier is None:
             if p.target_epsilon is None:
                 raise InvalidParameterError("defense.dp-sgd needs noise_multiplier or target_epsilon (or both); got neither.")
-            sigma0 = self._calibrate(factors)
+            sigma0 = self._calibrate(base)
             self.calibrated_ = True
         else:
             sigma0 = float(p.noise_multiplier)
-        self.mechanism_ = base.with_noise_multiplier(sigma0)
+        self.mechanism_: Any = with_noise_multiplier(base, sigma0)  # a Gaussian-family mechanism (checked above)
         self.max_steps_ = self.total_steps_
         if p.target_epsilon is not None and not self.calibrated_:
-            self.max_steps_ = self._steps_within_budget(factors * sigma0)
+            self.max_steps_ = self._steps_within_budget()
             if self.max_steps_ == 0:
                 raise PrivacyBudgetExceededError(
                     f"defense.dp-sgd: a single step at noise multiplier {sigma0:g} and sample rate {self.sample_rate_:.4g} already "
@@ -181,27 +180,28 @@ class DPSGD(Defense):
         self.epsilon_history_: list[dict[str, Any]] = []
         self.steps_per_epoch_ = max(1, self.total_steps_ // max(1, int(ctx.config.epochs)))
 
-    def _events(self, sigmas: np.ndarray) -> list[tuple[PrivacyEvent, float, int]]:
-        eff = np.array([combined_noise_multiplier(float(s), self.count_stddev_) for s in sigmas]) if self.count_stddev_ else sigmas
-        vals, counts = np.unique(eff, return_counts=True)
-        return [(PrivacyEvent("gaussian", {"noise_multiplier": float(v)}), self.sample_rate_, int(c)) for v, c in zip(vals, counts)]
+    def _charged(self, schedule: list[tuple[PrivacyEvent, int]]) -> list[tuple[PrivacyEvent, float, int]]:
+        """A mechanism schedule as the accountant's steps (each event combined with the clip-count noise if adaptive)."""
+        return [(self._combined(ev), self.sample_rate_, c) for ev, c in schedule]
 
-    def _calibrate(self, factors: np.ndarray) -> float:
+    def _combined(self, ev: PrivacyEvent) -> PrivacyEvent:
+        if self.count_stddev_ is None:
+            return ev
+        return PrivacyEvent("gaussian", {"noise_multiplier": combined_noise_multiplier(ev.params["noise_multiplier"], self.count_stddev_)})
+
+    def _calibrate(self, base: Any) -> float:
         p = self.params
         assert p.target_epsilon is not None
-        constant = bool(np.all(factors == factors[0]))
-        step = math.log1p(1e-2)
+        n = self.total_steps_
 
         def build(s0: float) -> list[tuple[PrivacyEvent, float, int]]:
-            sig = s0 * factors
-            if not constant:  # round down onto a 1% grid: conservative, and few distinct values
-                sig = np.exp(np.floor(np.log(np.maximum(sig, 1e-300)) / step + 1e-12) * step)
-            return self._events(sig)
+            # a decaying schedule is rounded down onto a 1% grid: conservative, and few distinct values
+            return self._charged(with_noise_multiplier(base, s0).schedule(n, resolution=1e-2))
 
         # an approximate accountant (acct.gdp) was chosen explicitly here; the report says accountant_is_upper_bound False
-        kw = {} if getattr(self.accountant_, "is_upper_bound", True) else {"allow_approximate": True}
+        approximate = not self.accountant_.is_upper_bound
         try:
-            return self.accountant_.calibrate_history(build, target_epsilon=p.target_epsilon, delta=p.delta, **kw)
+            return calibrate(self.accountant_, build, target_epsilon=p.target_epsilon, delta=p.delta, allow_approximate=approximate)
         except InvalidParameterError as exc:
             if self.count_stddev_ is None:
                 raise
@@ -210,21 +210,20 @@ class DPSGD(Defense):
                 f"multiplier at {2 * self.count_stddev_:g}; raise clip_count_stddev."
             ) from exc
 
-    def _steps_within_budget(self, sigmas: np.ndarray) -> int:
+    def _steps_within_budget(self) -> int:
+        """The most steps of the mechanism's schedule whose epsilon stays within the budget (bisection on fresh copies)."""
         p = self.params
         assert p.target_epsilon is not None
-        probe = type(self.accountant_)(self.accountant_.params)
-        if hasattr(self.accountant_, "_cache"):  # share computed curves / PLDs across the search
-            probe._cache = self.accountant_._cache
+        empty = self.accountant_.copy()
+        empty.reset()
 
         def eps_after(k: int) -> float:
-            probe.reset()
-            probe.extend(self._events(sigmas[:k]))
-            return probe.epsilon(p.delta)
+            return empty.epsilon_if(self._charged(self.mechanism_.schedule(k)), delta=p.delta)
 
-        if eps_after(len(sigmas)) <= p.target_epsilon:
-            return len(sigmas)
-        lo, hi = 0, len(sigmas)  # eps_after(lo) <= target < eps_after(hi)
+        n = self.total_steps_
+        if eps_after(n) <= p.target_epsilon:
+            return n
+        lo, hi = 0, n  # eps_after(lo) <= target < eps_after(hi)
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if eps_after(mid) <= p.target_epsilon:
@@ -236,10 +235,7 @@ class DPSGD(Defense):
     # -- one step ----------------------------------------------------------------------------------
     def step_event(self, step: int) -> PrivacyEvent:
         """What step ``step`` releases: the mechanism's event, combined with the clip-count noise if adaptive."""
-        ev = self.mechanism_.event(step)
-        if self.count_stddev_ is None:
-            return ev
-        return PrivacyEvent("gaussian", {"noise_multiplier": combined_noise_multiplier(ev.params["noise_multiplier"], self.count_stddev_)})
+        return self._combined(self.mechanism_.event(step))
 
     def compute_gradients(self, ctx: Any, batch: Any) -> bool:
         import torch
@@ -331,7 +327,7 @@ class DPSGD(Defense):
             "epsilon": eps,
             "delta": p.delta,
             "accountant": acct.name,
-            "accountant_is_upper_bound": bool(getattr(acct, "is_upper_bound", True)),
+            "accountant_is_upper_bound": bool(acct.is_upper_bound),
             "mechanism": self.mechanism_.name,
             "noise_multiplier": float(self.mechanism_.params.noise_multiplier),
             "noise_multiplier_calibrated": self.calibrated_,
@@ -347,7 +343,7 @@ class DPSGD(Defense):
             "target_epsilon": p.target_epsilon,
             "epsilon_per_epoch": list(self.epsilon_history_),
             # what was charged, so any accountant can recompute epsilon (e.g. a DP audit comparing them)
-            "events": [{"kind": ev.kind, "params": dict(ev.params), "sample_rate": q, "count": c} for ev, q, c in _history(acct)],
+            "events": [{"kind": ev.kind, "params": dict(ev.params), "sample_rate": q, "count": c} for ev, q, c in acct.history],
             "secure_mode": p.secure_mode,
         }
         if getattr(acct, "optimal_order", None) is not None:
@@ -355,11 +351,6 @@ class DPSGD(Defense):
         if p.sampling != "poisson":
             out["accounting_assumption_violated"] = "shuffled fixed-size batches, accountant assumes Poisson sampling"
         return out
-
-
-def _history(acct: Any) -> list[tuple[PrivacyEvent, float, int]]:
-    h = getattr(acct, "history", [])  # a property on the built-in accountants; a method on some others
-    return list(h() if callable(h) else h)
 
 
 @hookimpl

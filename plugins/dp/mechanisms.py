@@ -6,6 +6,7 @@ that step, so an accountant charges ``mechanism.event(step)`` and a schedule is 
     mech = AdaGaussian(noise_multiplier=1.5, decay_policy="exp", noise_decay_rate=1e-4)
     noisy = mech.perturb(grad_sum, sensitivity=max_grad_norm, step=t)
     accountant.step(mech.event(t), sample_rate=q)
+    accountant.extend((ev, q, c) for ev, c in mech.schedule(1000))   # or a whole run at once
 
 Randomness: by default a generator seeded from ``seed`` (reproducible). ``secure_mode=True`` draws
 every call's noise from a generator freshly seeded with OS entropy (``secrets``): numpy noise
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from audit_sdk import hookimpl
 from audit_sdk._rng import as_generator, secure_generator
+from audit_sdk.accounting import MAX_SCHEDULE_STEPS, gaussian_schedule
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.interfaces import Mechanism, PrivacyEvent
 
@@ -137,6 +139,21 @@ class Gaussian(_NoiseBase):
     def factors(self, steps: Any) -> np.ndarray:
         """sigma_t / sigma0 for each step (all ones: no schedule)."""
         return np.ones(np.shape(steps))
+
+    def schedule(self, steps: int, *, resolution: float = 0.0, max_distinct: int | None = None) -> list[tuple[PrivacyEvent, int]]:
+        """The events of steps 0 .. steps - 1, grouped (vectorised over the schedule's ``factors``; see ``Mechanism.schedule``).
+
+        Raises:
+            InvalidParameterError: a negative number of steps, or more than ``MAX_SCHEDULE_STEPS``.
+        """
+        if int(steps) != steps or steps < 0:
+            raise InvalidParameterError(f"steps must be a non-negative integer; got {steps!r}.")
+        if steps > MAX_SCHEDULE_STEPS:
+            raise InvalidParameterError(
+                f"a schedule over {steps} steps is too long to expand (at most {MAX_SCHEDULE_STEPS}); use fewer steps."
+            )
+        sigmas = float(self.params.noise_multiplier) * np.asarray(self.factors(np.arange(int(steps))), dtype=float)
+        return gaussian_schedule(sigmas, resolution=resolution, max_distinct=max_distinct)
 
     def with_noise_multiplier(self, noise_multiplier: float) -> Gaussian:
         """A copy with another (initial) noise multiplier, same schedule and randomness options."""

@@ -158,12 +158,15 @@ def test_bad_input_is_one_line_exit_2(argv, needle):
     assert needle in _one_line_error(code, stderr)
 
 
-def test_choices_match_audit_dp_options():
-    from audit_sdk.cli import dp_audit_cmd
-    from audit_sdk.plugins.auditing.dp import DPAudit
+def test_choices_come_from_audit_dp_params(monkeypatch):
+    # the command reads its choices from audit.dp's Params (no copy to keep equal): a new value shows up by itself
+    from audit_sdk.plugins.auditing.dp import DPAudit, command
 
     fields = DPAudit.Params.model_fields
-    assert set(dp_audit_cmd.CANARIES) == set(typing.get_args(fields["canary"].annotation))
-    assert set(dp_audit_cmd.THREAT_MODELS) == set(typing.get_args(fields["threat_model"].annotation))
-    assert set(dp_audit_cmd.MODES) == set(typing.get_args(fields["mode"].annotation))
-    assert set(dp_audit_cmd.MODELS) <= set(typing.get_args(fields["architecture"].annotation))
+    assert set(command.CANARIES) == set(typing.get_args(fields["canary"].annotation))
+    assert set(command.THREAT_MODELS) == set(typing.get_args(fields["threat_model"].annotation))
+    assert set(command.MODES) == set(typing.get_args(fields["mode"].annotation))
+    assert set(command.MODELS) == set(typing.get_args(fields["architecture"].annotation)) - {"from-target"}
+    assert command.CANARIES[0] == fields["canary"].default  # listed first in --help, as the default
+    monkeypatch.setattr(fields["canary"], "annotation", typing.Literal["gradient", "new-kind"])
+    assert command.choices("canary") == ("gradient", "new-kind")

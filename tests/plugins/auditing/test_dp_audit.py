@@ -290,7 +290,7 @@ def test_gradient_canary_sum_dense_and_sparse_agree_and_clip():
 
 
 def test_an_interrupted_multi_run_audit_resumes(mlp, digits_dp, tmp_path, monkeypatch):
-    from audit_sdk.plugins.auditing import dp as dp_module
+    from audit_sdk.plugins.auditing.dp import _training as dp_module
 
     real = dp_module._train_and_score
     calls = []

@@ -1,4 +1,13 @@
-"""``audit-sdk epsilon``: privacy spent by DP-SGD (like TF Privacy's compute_dp_sgd_privacy) or by a list of events."""
+"""The DP commands: ``audit-sdk epsilon``, ``calibrate`` and ``dp-audit`` (through ``register_commands``).
+
+``epsilon``: privacy spent by DP-SGD (like TF Privacy's compute_dp_sgd_privacy) or by a list of
+events. ``calibrate``: the noise multiplier that meets a target (epsilon, delta). Both work with
+any registered accountant through the core contract (``audit_sdk.interfaces.Accountant``,
+``audit_sdk.accounting``), and a decaying noise is ``dp.ada-gaussian``'s own schedule
+(``Mechanism.schedule``). ``dp-audit`` lives beside audit.dp's Params
+(``audit_sdk.plugins.auditing.dp.command``); it is registered here so ``--help`` keeps the order
+epsilon, dp-audit, calibrate.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +17,22 @@ import math
 from pathlib import Path
 from typing import Any
 
+from audit_sdk import hookimpl
+from audit_sdk.accounting import MAX_SCHEDULE_STEPS, PrivacyEvent, Step, calibrate_noise_multiplier
+from audit_sdk.cli.helpers import add_compute_options, registry
+from audit_sdk.errors import InvalidParameterError
+
+from .mechanisms import AdaGaussian
+
+__all__ = ["history", "read_events"]
+
 #: largest events file read (bytes)
 MAX_EVENTS_FILE = 1 << 20
-#: longest decaying schedule expanded step by step
-MAX_SCHEDULE_STEPS = 10_000_000
 #: most distinct noise multipliers of a schedule accounted one by one (more are rounded down onto a grid)
 MAX_DISTINCT = 1000
 
 
-def add_parser(sub: Any) -> None:
+def add_epsilon_parser(sub: Any) -> None:
     p = sub.add_parser("epsilon", help="epsilon spent by T Poisson-sampled Gaussian steps (DP-SGD), or by the events in a file")
     p.add_argument(
         "--accountant",
@@ -37,7 +53,8 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--max-examples-per-user", type=int, default=1, metavar="K", help="user-level epsilon for users with up to K examples")
     p.add_argument("--json", action="store_true", help="print JSON: {epsilon, accountant, certified, optimal_order (RDP)}")
-    p.set_defaults(func=run)
+    add_compute_options(p)
+    p.set_defaults(func=run_epsilon)
 
 
 def read_events(path: str) -> tuple[list[Any], str | None, dict[str, Any]]:
@@ -49,9 +66,6 @@ def read_events(path: str) -> tuple[list[Any], str | None, dict[str, Any]]:
     Returns:
         ((PrivacyEvent, sample_rate, count) entries, accountant name or None, accountant options).
     """
-    from ..errors import InvalidParameterError
-    from ..interfaces import PrivacyEvent
-
     f = Path(path)
     if not f.is_file():
         raise InvalidParameterError(f"--events {path}: no such file.")
@@ -90,11 +104,13 @@ def read_events(path: str) -> tuple[list[Any], str | None, dict[str, Any]]:
     return out, name, options
 
 
-def history(args: argparse.Namespace) -> list[Any]:
-    """The steps these arguments describe, as (PrivacyEvent, sample_rate, count)."""
-    from ..errors import InvalidParameterError
-    from ..interfaces import PrivacyEvent
+def history(args: argparse.Namespace) -> list[Step]:
+    """The steps these arguments describe, as (PrivacyEvent, sample_rate, count).
 
+    A decaying noise (``--decay-policy``) is dp.ada-gaussian's schedule; with more than
+    ``MAX_DISTINCT`` distinct multipliers they are rounded down onto a geometric grid (less noise
+    can only charge more, so the answer stays an upper bound).
+    """
     missing = [f"--{n.replace('_', '-')}" for n in ("noise_multiplier", "sample_rate", "steps") if getattr(args, n, None) is None]
     if missing:
         raise InvalidParameterError(f"missing {', '.join(missing)} (or pass --events FILE).")
@@ -110,26 +126,15 @@ def history(args: argparse.Namespace) -> list[Any]:
         raise InvalidParameterError(
             f"--decay-policy over {args.steps} steps is too long to expand (at most {MAX_SCHEDULE_STEPS}); use fewer steps."
         )
-    from ..plugins.dp.mechanisms import AdaGaussian
-
-    mech = AdaGaussian(noise_multiplier=args.noise_multiplier, decay_policy=args.decay_policy, noise_decay_rate=args.decay_rate)
-    import numpy as np
-
-    sig = args.noise_multiplier * mech.factors(np.arange(args.steps))
-    vals = np.unique(sig)
-    pos = vals[vals > 0]
-    if len(vals) > MAX_DISTINCT and pos.size:
-        # Too many distinct multipliers to account one by one: round them down onto a geometric grid with
-        # at most MAX_DISTINCT points (less noise can only charge more, so the answer stays an upper bound).
-        step = max(1e-4, math.log(pos.max() / pos.min()) / MAX_DISTINCT)
-        sig = np.where(sig > 0, np.exp(np.floor(np.log(np.where(sig > 0, sig, 1.0)) / step + 1e-12) * step), 0.0)
-    vals, counts = np.unique(sig, return_counts=True)
-    return [(PrivacyEvent("gaussian", {"noise_multiplier": float(v)}), args.sample_rate, int(c)) for v, c in zip(vals, counts)]
+    mech = _decaying(args, args.noise_multiplier)
+    return [(ev, args.sample_rate, c) for ev, c in mech.schedule(args.steps, max_distinct=MAX_DISTINCT)]
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..registry import get_registry
+def _decaying(args: argparse.Namespace, noise_multiplier: float) -> AdaGaussian:
+    return AdaGaussian(noise_multiplier=noise_multiplier, decay_policy=args.decay_policy, noise_decay_rate=args.decay_rate)
 
+
+def run_epsilon(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.events is not None:
         steps, file_name, options = read_events(args.events)
@@ -137,19 +142,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         steps = history(args)
         name = args.accountant or "acct.rdp"
-    acct = get_registry().create("accountant", name, options or None)
+    acct = registry(args).create("accountant", name, options or None)
     acct.extend(steps)
     k = args.max_examples_per_user
-    if k != 1:
-        group = getattr(acct, "group_epsilon", None)
-        if group is None:
-            from ..errors import InvalidParameterError
-
-            raise InvalidParameterError(f"{acct.name} has no group_epsilon; use --accountant acct.rdp with --max-examples-per-user.")
-        eps = group(args.delta, k)
-    else:
-        eps = acct.epsilon(args.delta)
-    certified = bool(getattr(acct, "is_upper_bound", True))
+    eps = acct.group_epsilon(args.delta, k) if k != 1 else acct.epsilon(args.delta)
+    certified = bool(acct.is_upper_bound)
     out: dict[str, Any] = {"epsilon": eps, "accountant": acct.name, "certified": certified}
     if k != 1:
         out["max_examples_per_user"] = k
@@ -167,3 +164,62 @@ def run(args: argparse.Namespace) -> int:
         if "note" in out:
             print(f"note: {out['note']}")
     return 0
+
+
+# --------------------------------------------------------------------------- calibrate
+def add_calibrate_parser(sub: Any) -> None:
+    p = sub.add_parser("calibrate", help="noise multiplier (or sigma0 of a decay schedule) meeting a target epsilon")
+    p.add_argument("--target-epsilon", type=float, required=True, help="the epsilon the noise must meet")
+    p.add_argument("--sample-rate", type=float, required=True, help="batch size / dataset size")
+    p.add_argument("--steps", type=int, required=True, help="number of training steps")
+    p.add_argument("--delta", type=float, required=True, help="the delta of (epsilon, delta)-DP, e.g. 1e-5 (below 1 / dataset size)")
+    p.add_argument("--accountant", default="acct.rdp", help="acct.rdp (default), acct.pld, acct.gdp, acct.zcdp; bare names work")
+    p.add_argument("--decay-policy", choices=["time", "step", "exp"], help="calibrate sigma0 of dp.ada-gaussian's schedule")
+    p.add_argument("--decay-rate", type=float, default=6e-6, help="decay rate of --decay-policy (default 6e-6)")
+    p.add_argument(
+        "--allow-approximate", action="store_true", help="allow an accountant that is not an upper bound (acct.gdp; certified: false)"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON: {noise_multiplier, accountant, epsilon, certified}")
+    add_compute_options(p)
+    p.set_defaults(func=run_calibrate)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from audit_sdk.progress import track
+
+    acct = registry(args).create("accountant", args.accountant)
+    mechanism = _decaying(args, 1.0) if args.decay_policy is not None else None
+    # a decaying schedule composes a heterogeneous history per trial (tens of seconds): show it is alive
+    with track(f"calibrating {'sigma0' if mechanism else 'the noise multiplier'} ({acct.name}, {args.steps} steps)"):
+        sigma = calibrate_noise_multiplier(
+            acct,
+            target_epsilon=args.target_epsilon,
+            delta=args.delta,
+            sample_rate=args.sample_rate,
+            steps=args.steps,
+            mechanism=mechanism,
+            allow_approximate=args.allow_approximate,
+        )
+    ns = argparse.Namespace(
+        noise_multiplier=sigma, sample_rate=args.sample_rate, steps=args.steps, decay_policy=args.decay_policy, decay_rate=args.decay_rate
+    )
+    eps = acct.epsilon_if(history(ns), delta=args.delta)
+    out = {"noise_multiplier": sigma, "accountant": acct.name, "epsilon": eps, "certified": bool(acct.is_upper_bound)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        what = "sigma0" if args.decay_policy else "noise multiplier"
+        print(
+            f"{what} = {sigma:.6g} (epsilon {eps:.6g} <= {args.target_epsilon:g} at delta {args.delta:g}, {args.steps} steps, "
+            f"sample rate {args.sample_rate:g}) [{acct.name}]"
+        )
+    return 0
+
+
+@hookimpl
+def register_commands(subparsers: Any) -> None:
+    from ..auditing.dp import command as dp_audit
+
+    add_epsilon_parser(subparsers)
+    dp_audit.add_parser(subparsers)
+    add_calibrate_parser(subparsers)

@@ -5,24 +5,44 @@ Checks a DP training recipe's privacy claim with canaries (``audit.dp`` through
 compares the bound with the claimed epsilon and every accountant's. ``--fail-on-violation`` makes it
 exit 1 when the canaries prove more leakage than the claim allows (a broken DP implementation or
 accounting), so a pipeline can gate on it.
+
+The command is added through ``register_commands`` (by ``audit_sdk.plugins.dp.commands``, which
+keeps the DP commands together in ``--help``); its choices and defaults are audit.dp's own Params.
 """
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
-import math
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
-#: Enumerated options, checked in ``run`` so that a bad value is one clear error line (kept equal
-#: to ``audit.dp``'s options by a test).
-MODELS = ("mlp", "cnn", "lenet")
-CANARIES = ("gradient", "random-label", "ood", "member")
-THREAT_MODELS = ("white-box", "black-box")
-MODES = ("one-run", "multi-run")
+from audit_sdk.cli.helpers import Problems, add_compute_options, check_choice, jsonable, parse_key_values, registry
+
+from ._plugin import DPAudit
+
+__all__ = ["add_parser", "choices"]
+
+
+def choices(option: str, *, exclude: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The values audit.dp's Params allow for ``option``: its default first, then the others in declared order."""
+    field = DPAudit.Params.model_fields[option]
+    values = [v for v in typing.get_args(field.annotation) if v not in exclude]
+    return (field.default, *[v for v in values if v != field.default]) if field.default in values else tuple(values)
+
+
+def _default(option: str) -> Any:
+    return DPAudit.Params.model_fields[option].default
+
+
+#: Enumerated options, checked in ``run`` so that a bad value is one clear error line. The
+#: command trains a named architecture, so audit.dp's ``from-target`` is not offered.
+MODELS = choices("architecture", exclude=("from-target",))
+CANARIES = choices("canary")
+THREAT_MODELS = choices("threat_model")
+MODES = choices("mode")
 
 
 def add_parser(sub: Any) -> None:
@@ -57,16 +77,25 @@ def add_parser(sub: Any) -> None:
         metavar="KEY=VALUE",
         help="another defense option, VALUE read as JSON when it parses, e.g. accountant=acct.pld (repeatable)",
     )
-    p.add_argument("--canaries", type=int, metavar="M", help="number of canaries in one-run mode (default 1000)")
-    p.add_argument("--canary", metavar="KIND", help=f"what a canary is: {', '.join(CANARIES)} (default gradient)")
-    p.add_argument("--threat-model", metavar="MODEL", help=f"{', '.join(THREAT_MODELS)} (default white-box: every released update)")
-    p.add_argument("--mode", metavar="MODE", help=f"{', '.join(MODES)} (default one-run)")
-    p.add_argument("--runs", type=int, metavar="N", help="training runs in multi-run mode (default 32; 32 runs prove at most ~1.0 at 95%%)")
-    p.add_argument("--epochs", type=int, metavar="N", help="training epochs (default 20)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="training batch size (default 128)")
-    p.add_argument("--lr", type=float, help="learning rate (default 0.01)")
-    p.add_argument("--confidence", type=float, metavar="P", help="confidence of the lower bound (default 0.95)")
-    p.add_argument("--seed", type=int, help="seeds canaries, inclusion and training (default 0)")
+    p.add_argument("--canaries", type=int, metavar="M", help=f"number of canaries in one-run mode (default {_default('canaries')})")
+    p.add_argument("--canary", metavar="KIND", help=f"what a canary is: {', '.join(CANARIES)} (default {_default('canary')})")
+    p.add_argument(
+        "--threat-model",
+        metavar="MODEL",
+        help=f"{', '.join(THREAT_MODELS)} (default {_default('threat_model')}{': every released update' if _default('threat_model') == 'white-box' else ''})",
+    )
+    p.add_argument("--mode", metavar="MODE", help=f"{', '.join(MODES)} (default {_default('mode')})")
+    p.add_argument(
+        "--runs",
+        type=int,
+        metavar="N",
+        help=f"training runs in multi-run mode (default {_default('runs')}; 32 runs prove at most ~1.0 at 95%%)",
+    )
+    p.add_argument("--epochs", type=int, metavar="N", help=f"training epochs (default {_default('epochs')})")
+    p.add_argument("--batch-size", type=int, metavar="N", help=f"training batch size (default {_default('batch_size')})")
+    p.add_argument("--lr", type=float, help=f"learning rate (default {_default('lr'):g})")
+    p.add_argument("--confidence", type=float, metavar="P", help=f"confidence of the lower bound (default {_default('confidence'):g})")
+    p.add_argument("--seed", type=int, help=f"seeds canaries, inclusion and training (default {_default('seed')})")
     p.add_argument(
         "--out", metavar="DIR", help="write DIR/report.json and DIR/report.html; training runs are cached in DIR/cache (resumable)"
     )
@@ -76,48 +105,8 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="exit 1 when the lower bound exceeds the claimed epsilon (the DP implementation or its accounting is broken)",
     )
+    add_compute_options(p)
     p.set_defaults(func=run)
-
-
-def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
-    from ..errors import InvalidParameterError
-
-    if value is None or value in choices:
-        return
-    near = difflib.get_close_matches(value, choices, n=1, cutoff=0.5)
-    hint = f" Did you mean {near[0]!r}?" if near else ""
-    raise InvalidParameterError(f"{flag} {value!r}: expected one of {', '.join(choices)}.{hint}")
-
-
-def _parse_defense_params(pairs: list[str] | None) -> dict[str, Any]:
-    """``--defense-param KEY=VALUE`` (VALUE read as JSON when it parses, else as a string)."""
-    from ..errors import InvalidParameterError
-
-    out: dict[str, Any] = {}
-    for raw in pairs or []:
-        key, sep, value = raw.partition("=")
-        key = key.strip()
-        if not sep or not key or not key.replace("_", "").replace("-", "").isalnum():
-            raise InvalidParameterError(f"--defense-param {raw!r}: expected KEY=VALUE, e.g. accountant=acct.pld or max_grad_norm=0.5.")
-        try:
-            parsed: Any = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
-        out[key.replace("-", "_")] = parsed
-    return out
-
-
-def _jsonable(v: Any) -> Any:
-    """Plain JSON: numpy scalars and arrays as Python values, non-finite floats as null / "inf"."""
-    if hasattr(v, "tolist") and not isinstance(v, (str, bytes)):
-        v = v.tolist()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
 
 
 def _num(v: Any, fmt: str = ".4g") -> str:
@@ -125,20 +114,19 @@ def _num(v: Any, fmt: str = ".4g") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dp_audit_api import audit_dp
-    from ..errors import InvalidParameterError, PolicyViolationError
-    from ..registry import get_registry
-    from ..run import RunContext
+    from audit_sdk import RunContext
+    from audit_sdk.dp_audit_api import audit_dp
+    from audit_sdk.errors import InvalidParameterError, PolicyViolationError
 
-    _check_choice("--model", args.model, MODELS)
-    _check_choice("--canary", args.canary, CANARIES)
-    _check_choice("--threat-model", args.threat_model, THREAT_MODELS)
-    _check_choice("--mode", args.mode, MODES)
-    reg = get_registry()
+    check_choice("--model", args.model, MODELS)
+    check_choice("--canary", args.canary, CANARIES)
+    check_choice("--threat-model", args.threat_model, THREAT_MODELS)
+    check_choice("--mode", args.mode, MODES)
+    reg = registry(args)
 
     # the defense and its options: fail fast, before any training, on a name or option it does not take
     defense: str | None = None if args.defense.strip().lower() in ("none", "") else args.defense
-    extra = _parse_defense_params(args.defense_param)
+    extra = parse_key_values("--defense-param", args.defense_param, example="accountant=acct.pld or max_grad_norm=0.5")
     dp_flags = {"target_epsilon": args.target_epsilon, "noise_multiplier": args.noise_multiplier, "max_grad_norm": args.max_grad_norm}
     options: dict[str, Any] = {}
     defense_params: dict[str, Any] = {}
@@ -161,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
 
     data = None
     if args.data:
-        from ..data import load_npz
+        from audit_sdk import load_npz
 
         data = load_npz(args.data)
     for key in ("canaries", "canary", "threat_model", "mode", "runs", "epochs", "batch_size", "lr", "confidence", "seed"):
@@ -170,8 +158,6 @@ def run(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else 0
 
     out = Path(args.out) if args.out else None
-    from ._common import Problems
-
     problems = Problems()
     problems.out_dir(out)
     problems.raise_if_any()
@@ -204,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         path = report.to_json(out / "report.json")
         html = report.to_html(out / "report.html")
     if args.json:
-        sys.stdout.write(json.dumps(_jsonable(audit), indent=2) + "\n")
+        sys.stdout.write(json.dumps(jsonable(audit), indent=2) + "\n")
     else:
         print(f"verdict: {audit['verdict']}: {audit['text']}")
         print(
