@@ -26,14 +26,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import numpy as np
+from pydantic import BaseModel
 
 from .errors import InvalidParameterError
-
-if TYPE_CHECKING:
-    from .interfaces import Accountant, Mechanism
 
 __all__ = [
     "MAX_SCHEDULE_STEPS",
@@ -48,6 +46,44 @@ __all__ = [
     "round_down",
     "with_noise_multiplier",
 ]
+
+
+class AccountantLike(Protocol):
+    """What this module needs of an ``audit_sdk.Accountant`` (structural, so this module stays below ``interfaces``)."""
+
+    def copy(self) -> AccountantLike:
+        """A fresh accountant of the same kind and options holding the same history."""
+        ...
+
+    def reset(self) -> None:
+        """Forget the history."""
+        ...
+
+    def extend(self, steps: Iterable[Step]) -> Any:
+        """Charge several (event, sample rate, count) steps."""
+        ...
+
+    def epsilon(self, delta: float) -> float:
+        """Epsilon of the history at ``delta``."""
+        ...
+
+
+class MechanismLike(Protocol):
+    """What this module needs of an ``audit_sdk.Mechanism``: its name, validated options and schedule."""
+
+    name: ClassVar[str]
+
+    @property
+    def params(self) -> BaseModel:
+        """The validated options."""
+        ...
+
+    def schedule(self, steps: int, *, resolution: float = 0.0, max_distinct: int | None = None) -> list[tuple[PrivacyEvent, int]]:
+        """The events of steps ``0 .. steps - 1``, grouped as ``(event, count)``."""
+        ...
+
+
+M = TypeVar("M", bound=MechanismLike)
 
 #: Longest per-step schedule (e.g. a decaying noise multiplier) expanded step by step.
 MAX_SCHEDULE_STEPS = 10_000_000
@@ -184,19 +220,20 @@ def group_events(
     return [(ev, int(c)) for ev, c in out.values()]
 
 
-def with_noise_multiplier(mechanism: Mechanism, noise_multiplier: float) -> Mechanism:
+def with_noise_multiplier(mechanism: M, noise_multiplier: float) -> M:
     """A copy of ``mechanism`` with another ``noise_multiplier`` option (sigma0 of a decaying schedule).
 
     Raises:
         InvalidParameterError: a mechanism without a ``noise_multiplier`` option.
     """
-    fields = getattr(type(mechanism).Params, "model_fields", {})
+    cls: Any = type(mechanism)
+    fields = getattr(cls.Params, "model_fields", {})
     if "noise_multiplier" not in fields:
         raise InvalidParameterError(
             f"{mechanism.name} has no noise_multiplier option to calibrate; calibrate a Gaussian-family mechanism "
             "(dp.gaussian, dp.ada-gaussian) or one whose Params has noise_multiplier."
         )
-    return type(mechanism)(mechanism.params.model_copy(update={"noise_multiplier": float(noise_multiplier)}))
+    return cls(mechanism.params.model_copy(update={"noise_multiplier": float(noise_multiplier)}))  # type: ignore[no-any-return]
 
 
 def _check_delta(delta: float) -> None:
@@ -205,7 +242,7 @@ def _check_delta(delta: float) -> None:
 
 
 def calibrate(
-    accountant: Accountant,
+    accountant: AccountantLike,
     build: Callable[[float], Iterable[Step]],
     *,
     target_epsilon: float,
@@ -287,13 +324,13 @@ def calibrate(
 
 
 def calibrate_noise_multiplier(
-    accountant: Accountant,
+    accountant: AccountantLike,
     *,
     target_epsilon: float,
     delta: float,
     sample_rate: float,
     steps: int,
-    mechanism: Mechanism | None = None,
+    mechanism: MechanismLike | None = None,
     schedule: Callable[[np.ndarray], np.ndarray] | None = None,
     resolution: float = 1e-2,
     allow_approximate: bool = False,
@@ -342,7 +379,7 @@ def calibrate_noise_multiplier(
     return calibrate(accountant, build, target_epsilon=target_epsilon, delta=delta, allow_approximate=allow_approximate)
 
 
-def group_epsilon(accountant: Accountant, delta: float, group_size: int) -> float:
+def group_epsilon(accountant: AccountantLike, delta: float, group_size: int) -> float:
     """Epsilon for groups of ``group_size`` records (user-level DP), from any example-level accountant.
 
     The (k eps, k e^{(k-1) eps} delta_ex) group-privacy bound (Vadhan 2017, Lemma 2.2), solved

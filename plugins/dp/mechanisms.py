@@ -27,10 +27,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from audit_sdk import hookimpl
-from audit_sdk._rng import as_generator, secure_generator
 from audit_sdk.accounting import MAX_SCHEDULE_STEPS, gaussian_schedule
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.interfaces import Mechanism, PrivacyEvent
+from audit_sdk.rng import as_generator, secure_generator
 
 __all__ = ["AdaGaussian", "Gaussian", "Laplace", "VonMisesFisher", "decay_factors", "sample_vmf"]
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from audit_sdk._rng import as_generator
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
+from audit_sdk.rng import as_generator
 
 __all__ = ["make_canaries"]
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from audit_sdk import Attack, AttackResult
+from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.executor import LocalExecutor
@@ -41,11 +42,11 @@ class DPAudit(Attack):
 
     params: Params
 
-    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: Any = None) -> AttackResult:
+    def run(self, target: Target, data: AuditData, *, rng: Any = None, context: RunContext | None = None) -> AttackResult:
         p = self.params
         from audit_sdk.registry import get_registry
 
-        registry = getattr(context, "registry", None) or get_registry()
+        registry = context.registry if context is not None else get_registry()
         if p.threat_model == "white-box" and p.canary != "gradient":
             raise InvalidParameterError(
                 f"audit.dp: the white-box threat model scores gradient canaries (canary='gradient'); {p.canary!r} canaries are "
@@ -93,7 +94,7 @@ class DPAudit(Attack):
             include_runs = np.zeros(p.runs, bool)
             include_runs[gen.permutation(p.runs)[: p.runs // 2]] = True
             seeds = [int(np.random.SeedSequence([p.seed, 0x5EED, j]).generate_state(1)[0]) for j in range(p.runs)]
-            executor = getattr(context, "executor", None)
+            executor = context.executor if context is not None else None
             # the plugin manager cannot travel to worker processes; there each run builds its own
             inline = executor is None or (isinstance(executor, LocalExecutor) and executor.workers == 1)
             pm = registry.pm if inline else None
@@ -174,7 +175,7 @@ class DPAudit(Attack):
         }
         if p.mode == "one-run":
             result.extra["dp_audit"]["one_run"] = result.metrics["one_run"]
-        if getattr(context, "out_dir", None) is not None:
+        if context is not None and context.out_dir is not None:
             out = Path(context.out_dir) / "audit.dp"
             out.mkdir(parents=True, exist_ok=True)
             with atomic_write(out / "canary_scores.npz") as fh:

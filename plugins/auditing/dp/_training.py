@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
 from audit_sdk.errors import InvalidModelError, InvalidParameterError
 from audit_sdk.fileio import write_text_atomic
@@ -22,7 +23,6 @@ from audit_sdk.interfaces import Defense
 from audit_sdk.run import _json_default
 from audit_sdk.target import Target
 
-from ...mia._reference import _build_named  # the same named-architecture builder as the reference models
 from ._canaries import _gradient_canaries
 from ._params import DPAuditParams
 
@@ -35,7 +35,10 @@ def _builder(p: DPAuditParams, target: Target, data: AuditData) -> Any:
     shape = tuple(int(s) for s in data.feature_shape)
     n_classes = max(int(data.n_classes), int(getattr(target, "n_classes", 0) or 0))
     if p.architecture != "from-target":
-        return functools.partial(_build_named, p.architecture, shape, n_classes)
+        # the same picklable named-architecture builder as the reference models (torch adapter)
+        from audit_sdk.adapters.torch.builders import build_named
+
+        return functools.partial(build_named, p.architecture, {}, shape, n_classes)
     model = getattr(target, "model", None)
     try:
         import torch
@@ -51,8 +54,8 @@ def _builder(p: DPAuditParams, target: Target, data: AuditData) -> Any:
     return functools.partial(reinitialised, copy.deepcopy(model).cpu())
 
 
-def _cache_dir(context: Any) -> Path | None:
-    root = getattr(context, "cache_dir", None)
+def _cache_dir(context: RunContext | None) -> Path | None:
+    root = context.cache_dir if context is not None else None
     if root is None:
         return None
     d = Path(root) / "dp-audit"
