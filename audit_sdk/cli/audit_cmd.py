@@ -93,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_npz
     from ..errors import InvalidParameterError, PolicyViolationError
     from ..gate import describe_outcome, parse_rules, validate_rule_targets
-    from ..registry import get_registry
     from ..run import run_audit
+    from .helpers import registry as cli_registry
 
     # `--attacks a b model.onnx` hands the model to --attacks (nargs="+"): say so, not "unknown attack"
     for name in split_names(args.attacks):
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     problems.positive("--batch-size", args.batch_size)
     problems.positive("--workers", args.workers, zero_ok=True)
     problems.positive("--seed", args.seed, zero_ok=True)
-    reg = get_registry()
+    reg = cli_registry(args)
     cfg: AuditConfig | None = None
     if args.config:
         with problems.check():

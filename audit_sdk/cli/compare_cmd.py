@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..compare import run_comparison
     from ..config import load_config
     from ..errors import InvalidParameterError
-    from ..registry import get_registry
+    from .helpers import registry as cli_registry
 
     if args.threads is not None:
         if args.threads < 1:
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    reg = get_registry()
+    reg = cli_registry(args)
     cfg = load_config(args.config, registry=reg)
     if cfg.compare is None:
         raise InvalidParameterError(f"{args.config}: no `compare` section; add one (see `audit-sdk config example`).")

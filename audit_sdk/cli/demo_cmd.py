@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from ..compare import run_comparison
     from ..config import parse_config
     from ..data import save_npz
-    from ..registry import get_registry
+    from .helpers import registry as cli_registry
 
     quiet = args.quiet or args.json
 
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InvalidParameterError
 
     if args.lm:  # owned by a plugin (the language-model plugin), reached through the run_demo hook
-        reg = get_registry()
+        reg = cli_registry(args)
         opts = {"out": args.out or "audit-sdk-out/demo-lm", "seed": args.seed, "epochs": args.epochs, "threads": args.threads}
         code = reg.pm.hook.run_demo(kind="lm", options=opts | {"quiet": quiet, "no_defenses": args.no_defenses})
         if code is None:
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     problems = Problems()
     problems.out_dir(args.out)
     problems.raise_if_any()
-    reg = get_registry()
+    reg = cli_registry(args)
     out = Path(args.out)
     raw = demo_config(reg, out=str(out), seed=args.seed, epochs=args.epochs, attacks=args.attacks, defenses=not args.no_defenses, say=say)
     cfg = parse_config(raw, registry=reg, source="demo config")

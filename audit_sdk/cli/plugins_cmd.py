@@ -15,9 +15,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..registry import get_registry
+    from .helpers import registry as cli_registry
 
-    reg = get_registry()
+    reg = cli_registry(args)
     pm = reg.pm
     infos = []
     for info in reg.infos():

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training import make_trainer
     from ..training_api import _digits_split, train
     from ._common import Problems, parse_params
+    from .helpers import registry as cli_registry
 
     # every problem with the command line and the data, at once, before any training
     problems = Problems()
@@ -110,10 +111,9 @@ def run(args: argparse.Namespace) -> int:
     defense = None if args.defense in ("none", "") else args.defense
     extra = parse_params(args.param)
     options: dict[str, Any] = {}
+    reg = cli_registry(args)
     if defense is not None:
-        from ..registry import get_registry
-
-        cls = get_registry().get("defense", defense)
+        cls = reg.get("defense", defense)
         defense = cls.name
         if "output" in getattr(cls, "points", ()) and not ({"gradient", "objective", "parameters", "input", "data"} & set(cls.points)):
             raise InvalidParameterError(
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if extra:
         raise InvalidParameterError(f"--param names {sorted(extra)}, but the defense is {defense}.")
     if defense is not None:
-        get_registry().create("defense", defense, options)  # options checked now, not after training
+        reg.create("defense", defense, options)  # options checked now, not after training
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
