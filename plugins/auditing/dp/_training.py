@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
+from audit_sdk.digest import array_digest
 from audit_sdk.errors import InvalidModelError, InvalidParameterError
 from audit_sdk.fileio import write_text_atomic
 from audit_sdk.interfaces import Defense
@@ -64,14 +64,8 @@ def _cache_dir(context: RunContext | None) -> Path | None:
 
 
 def _key(p: DPAuditParams, x: np.ndarray, y: np.ndarray, cx: np.ndarray, cy: np.ndarray, include: np.ndarray, seed: int, arch: str) -> str:
-    h = hashlib.sha256()
-    for a in (x, y, cx, cy, include):
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(a.tobytes())
     spec = p.model_dump(exclude={"confidence", "guesses", "accountants", "delta"})
-    h.update(json.dumps({"v": _CACHE_VERSION, "p": spec, "seed": seed, "arch": arch}, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:32]
+    return array_digest(x, y, cx, cy, include, spec={"v": _CACHE_VERSION, "p": spec, "seed": seed, "arch": arch}, length=32)
 
 
 # --------------------------------------------------------------------------- one training run
