@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import types
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,12 @@ SMALL: dict[str, dict[str, Any]] = {
 }
 #: Checks that cost more than a few seconds on a busy 2-core machine.
 SLOW = {"inversion.decoder", "acct.dp-accounting"}
-CHECKS = {"attack": check_attack, "defense": check_defense, "mechanism": check_mechanism, "accountant": check_accountant}
+CHECKS: dict[str, Callable[..., list[str]]] = {
+    "attack": check_attack,
+    "defense": check_defense,
+    "mechanism": check_mechanism,
+    "accountant": check_accountant,
+}
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +292,7 @@ def test_a_broken_defense_fails_naming_the_rule(builtins) -> None:
 
 
 def test_check_plugin_names_the_hook_and_duplicates(builtins) -> None:
-    plugin = types.ModuleType("kit_plugin")
+    plugin = types.SimpleNamespace(__name__="kit_plugin")
     plugin.register_attacks = hookimpl(lambda: _Good)  # a class, not a list
     with pytest.raises(AssertionError, match=r"kit_plugin \[register\]: register_attacks\(\) returned"):
         check_plugin(plugin, registry=builtins)
