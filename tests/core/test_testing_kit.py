@@ -38,7 +38,6 @@ SMALL: dict[str, dict[str, Any]] = {
     "inversion.model": {"iterations": 5, "classes": [0, 1], "evaluate": False},
     "inversion.gradient": {"iterations": 5, "n_batches": 1, "evaluate": False},
     "mia.lm-reference": {"epochs": 1},
-    "mia.lm-quantile": {"epochs": 1},
 }
 #: Checks that cost more than a few seconds on a busy 2-core machine.
 SLOW = {"inversion.decoder", "acct.dp-accounting"}
@@ -124,6 +123,25 @@ def test_check_plugin_runs_every_registered_class() -> None:
     checked = check_plugin(mechanisms)
     assert {"dp.gaussian", "dp.laplace"} <= set(checked)
     assert all("perturb-shape" in rules for rules in checked.values())
+
+
+@pytest.mark.slow
+def test_check_plugin_over_every_builtin_plugin_module(builtins) -> None:
+    """Each built-in module that registers components passes check_plugin, as a third-party one would."""
+    import importlib
+    from importlib.metadata import entry_points
+
+    from audit_sdk.testing import KIND_CHECKS
+
+    modules = {ep.value for ep in entry_points(group="audit_sdk") if ep.dist is not None and ep.dist.name == "audit-sdk"}
+    seen: set[str] = set()
+    for name in sorted(modules):
+        module = importlib.import_module(name)
+        if not any(hasattr(module, hook) for hook in KIND_CHECKS):
+            continue  # adapters and demos: make_target, make_trainer, commands
+        small = {n: _params(builtins.get(k, n), n) for k in CHECKS for n in builtins.names(k) if n in SMALL}
+        seen |= set(check_plugin(module, params=small, registry=builtins))
+    assert seen == {n for kind in CHECKS for n in builtins.names(kind)}
 
 
 # ----------------------------------------------------------------------------- broken components
