@@ -12,7 +12,8 @@ A third-party plugin meets the same bar as the built-ins by calling these from i
         check_plugin(my_plugin)              # everything its register hooks return
 
 Each ``check_*`` function runs the rules of one component kind and returns the ids of the rules it
-checked; a broken rule raises ``AssertionError`` naming the component and the rule, e.g.
+checked; a broken rule (or an exception raised while it runs) raises ``AssertionError`` naming the
+component and the rule, e.g.
 ``mia.my-attack [seeded-repeat]: two runs with rng=0 gave different scores``.
 
 Rules common to every component (``check_component``): ``name`` (a kebab-case name namespaced by
@@ -30,7 +31,8 @@ when given a ``target`` and ``data`` that offer it; their static rules always ru
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +68,17 @@ _FIXTURE_ACCESS = ("label-only", "black-box")
 
 def _fail(owner: str, rule: str, message: str) -> AssertionError:
     return AssertionError(f"{owner} [{rule}]: {message}")
+
+
+@contextmanager
+def _rule(owner: str, rule: str) -> Iterator[None]:
+    """Report an exception raised while a rule runs as that rule's failure."""
+    try:
+        yield
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise _fail(owner, rule, f"raised {type(exc).__name__}: {exc}") from exc
 
 
 def _owner(cls: Any) -> str:
@@ -196,7 +209,7 @@ def check_attack(
     """Check an Attack class, running it on ``target`` and ``data`` (default: the kit's fixture).
 
     Rules beyond the common ones: ``access`` (one of ``ACCESS_LEVELS``), ``result-kind``
-    (``membership`` or ``reconstruction``), ``check-fixture`` (``check`` finds no problem),
+    (``membership`` or ``reconstruction``), ``check-fixture`` (``check`` finds no problem), ``run`` (it runs without raising),
     ``result`` (an AttackResult of this attack and kind), ``scores`` (membership: one finite score
     per member and non-member, truth in the order of ``data.combined()``), ``reconstructions``
     (as many as originals, finite), ``metrics`` (the core scores it), ``seeded-repeat`` (a second
@@ -225,16 +238,20 @@ def check_attack(
         if cls.access not in _FIXTURE_ACCESS:
             return rules  # the fixture cannot serve it: the caller passes a target that can
         problem = small_audit_problem()
-        target, data = target or problem.target, data or problem.data
+        target = problem.target if target is None else target
+        data = problem.data if data is None else data
     attack = cls(dict(params or {}))
-    problems = attack.check(target, data)
+    with _rule(owner, "check-fixture"):
+        problems = attack.check(target, data)
     if problems:
         raise _fail(owner, "check-fixture", f"check() reports problems on the given target and data: {problems}")
-    result = attack.run(target, data, rng=seed, context=None)
+    with _rule(owner, "run"):
+        result = attack.run(target, data, rng=seed, context=None)
     rules.append("check-fixture")
     _check_result(owner, cls, result, data)
     rules += ["result", "scores" if cls.result_kind == "membership" else "reconstructions", "metrics"]
-    again = cls(dict(params or {})).run(target, data, rng=seed, context=None)
+    with _rule(owner, "seeded-repeat"):
+        again = cls(dict(params or {})).run(target, data, rng=seed, context=None)
     fields = ("scores", "truth") if result.kind == "membership" else ("reconstructions", "originals")
     for f in fields:
         if not _same(getattr(result, f), getattr(again, f)):
@@ -317,11 +334,13 @@ def check_defense(
         return rules
     if target is None or data is None:
         problem = small_audit_problem()
-        target, data = target or problem.target, data or problem.data
+        target = problem.target if target is None else target
+        data = problem.data if data is None else data
     x, y = data.members.x[:32], data.members.y[:32]
     if "input" in points:
         defense = cls(dict(params or {}))
-        out = defense.transform_data(x, y, rng=0)
+        with _rule(owner, "transform-data"):
+            out = defense.transform_data(x, y, rng=0)
         if not (isinstance(out, tuple) and len(out) == 2):
             raise _fail(owner, "transform-data", f"transform_data must return (x, y); got {type(out).__name__}.")
         if len(out[0]) != len(x) or len(out[1]) != len(y):
@@ -329,18 +348,22 @@ def check_defense(
         rules.append("transform-data")
     if "output" in points:
         defense = cls(dict(params or {}))
-        if "input" in points:
-            defense.transform_data(x, y, rng=0)  # a defense at both points sets its key on the input side first
-        wrapped = defense.wrap_target(target)
+        with _rule(owner, "wrap-target"):
+            if "input" in points:
+                defense.transform_data(x, y, rng=0)  # a defense at both points sets its key on the input side first
+            wrapped = defense.wrap_target(target)
         if not isinstance(wrapped, Target):
             raise _fail(owner, "wrap-target", f"wrap_target returned {type(wrapped).__name__}, not a Target.")
-        labels = np.asarray(wrapped.predict_labels(x))
+        with _rule(owner, "wrap-target"):
+            labels = np.asarray(wrapped.predict_labels(x))
         if labels.shape != (len(x),):
             raise _fail(owner, "wrap-target", f"the wrapped target answered labels of shape {labels.shape} for {len(x)} queries.")
         try:
             probs = np.asarray(wrapped.predict_proba(x))
         except AccessError:
             probs = None  # serving labels only is a defense
+        except Exception as exc:
+            raise _fail(owner, "wrap-target", f"predict_proba raised {type(exc).__name__}: {exc}") from exc
         if probs is not None:
             # rounding and top-k serve rows that sum to less than 1: a sub-distribution is fine
             ok = probs.ndim == 2 and probs.shape[0] == len(x) and bool(np.isfinite(probs).all())
@@ -385,7 +408,8 @@ def check_mechanism(
     owner = _owner(cls)
     values = np.ones((4, 3)) if values is None else np.asarray(values)
     mech = cls(dict(params or {}))
-    out = mech.perturb(values.copy(), sensitivity=sensitivity, step=0, rng=0)
+    with _rule(owner, "perturb-shape"):
+        out = mech.perturb(values.copy(), sensitivity=sensitivity, step=0, rng=0)
     if not isinstance(out, np.ndarray) or out.shape != values.shape:
         what = getattr(out, "shape", type(out).__name__)
         raise _fail(owner, "perturb-shape", f"perturb({values.shape} array) returned {what}; expected an array of the same shape.")
@@ -393,7 +417,8 @@ def check_mechanism(
         raise _fail(owner, "perturb-shape", "perturb returned NaN or infinite values.")
     rules.append("perturb-shape")
     for step in range(steps):
-        event = mech.event(step)
+        with _rule(owner, "event"):
+            event = mech.event(step)
         if not isinstance(event, PrivacyEvent) or not isinstance(event.kind, str) or not event.kind:
             raise _fail(owner, "event", f"event({step}) returned {event!r}; expected a PrivacyEvent with a kind.")
     rules.append("event")
@@ -453,7 +478,8 @@ def check_accountant(
             eps.append(float(acct.epsilon(delta)))
         return eps
 
-    eps = charged(rounds)
+    with _rule(owner, "epsilon-nonnegative"):
+        eps = charged(rounds)
     for i, e in enumerate(eps):
         if not (math.isfinite(e) and e >= 0):
             raise _fail(owner, "epsilon-nonnegative", f"epsilon({delta}) after {i * count} steps is {e!r}; expected a finite number >= 0.")
@@ -463,9 +489,10 @@ def check_accountant(
             raise _fail(owner, "epsilon-monotone", f"epsilon fell from {eps[i - 1]!r} to {eps[i]!r} when {count} steps were added.")
     rules.append("epsilon-monotone")
     acct = cls(dict(params or {}))
-    acct.step(event, sample_rate=sample_rate, count=count * rounds)
-    e = float(acct.epsilon(delta))
-    d = float(acct.delta(e))
+    with _rule(owner, "delta-inverts-epsilon"):
+        acct.step(event, sample_rate=sample_rate, count=count * rounds)
+        e = float(acct.epsilon(delta))
+        d = float(acct.delta(e))
     if not (math.isfinite(d) and 0 <= d <= delta * (1 + rtol) + 1e-12):
         raise _fail(owner, "delta-inverts-epsilon", f"delta(epsilon({delta}) = {e!r}) = {d!r}; expected at most {delta} (rtol {rtol}).")
     rules.append("delta-inverts-epsilon")
@@ -503,11 +530,13 @@ def check_trainer(trainer: Trainer, *, x: Any = None, y: Any = None, tmp_path: A
         digits = load_digits_data()
         x, y = digits.x[:200].reshape(200, -1), digits.y[:200]
     x, y = np.asarray(x), np.asarray(y)
-    ident = trainer.identity()
+    with _rule(owner, "identity"):
+        ident = trainer.identity()
     if not isinstance(ident, str) or not ident or ident != trainer.identity():
         raise _fail(owner, "identity", f"identity() must be a stable non-empty string; got {ident!r}.")
-    model = trainer.fit(trainer.build(0), x, y, seed=0)
-    probs = np.asarray(trainer.predict_proba(model, x))
+    with _rule(owner, "fit-predict"):
+        model = trainer.fit(trainer.build(0), x, y, seed=0)
+        probs = np.asarray(trainer.predict_proba(model, x))
     n_classes = trainer.n_classes or int(y.max()) + 1
     if probs.shape != (len(x), n_classes) or probs.dtype.kind != "f":
         raise _fail(owner, "fit-predict", f"predict_proba gave {probs.dtype} {probs.shape}; expected float ({len(x)}, {n_classes}).")
@@ -527,9 +556,10 @@ def check_trainer(trainer: Trainer, *, x: Any = None, y: Any = None, tmp_path: A
         from pathlib import Path
 
         path = Path(tmp_path) / f"conformance{trainer.file_suffix}"
-        trainer.save(model, str(path))
-        loaded = trainer.load(str(path), 0)
-        if not np.allclose(probs, np.asarray(trainer.predict_proba(loaded, x)), rtol=1e-5, atol=1e-6):
+        with _rule(owner, "save-load"):
+            trainer.save(model, str(path))
+            reloaded = np.asarray(trainer.predict_proba(trainer.load(str(path), 0), x))
+        if not np.allclose(probs, reloaded, rtol=1e-5, atol=1e-6):
             raise _fail(owner, "save-load", "a saved and loaded model predicts differently.")
         rules.append("save-load")
     return rules

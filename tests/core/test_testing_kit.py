@@ -182,6 +182,10 @@ def _unseeded(self, target, data, *, rng=None, context=None):
     return AttackResult(attack=self.name, scores=np.random.default_rng().random(len(truth)), truth=truth)
 
 
+def _raises(self, target, data, *, rng=None, context=None):
+    raise RuntimeError("boom")
+
+
 def _wrong_name(self, target, data, *, rng=None, context=None):
     _, _, truth = data.combined()
     return AttackResult(attack="mia.other", scores=np.zeros(len(truth)), truth=truth)
@@ -201,6 +205,7 @@ def _wrong_name(self, target, data, *, rng=None, context=None):
         ({"run": _short}, "scores"),
         ({"run": _unseeded}, "seeded-repeat"),
         ({"run": _wrong_name}, "result"),
+        ({"run": _raises}, "run"),
     ],
 )
 def test_a_broken_attack_fails_naming_the_rule(attrs: dict[str, Any], rule: str, builtins) -> None:
