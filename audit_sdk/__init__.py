@@ -6,6 +6,7 @@
     print(report.summary())
 
 Importing this package never imports torch or onnxruntime; adapters import them when used.
+Plugin authors test their components with the conformance checks of ``audit_sdk.testing``.
 """
 
 from __future__ import annotations

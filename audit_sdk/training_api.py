@@ -53,8 +53,9 @@ def train(
     Args:
         model: a ``torch.nn.Module`` or a default architecture name (``mlp``, ``cnn``, ``lenet``)
             sized from the data.
-        x, y: training data (n, ...) and integer labels; both None trains on 80% of the embedded
-            digits and validates on the other 20% (``history[i]["val_accuracy"]``).
+        x: training data (n, ...); with ``y`` None too, trains on 80% of the embedded digits and
+            validates on the other 20% (``history[i]["val_accuracy"]``).
+        y: integer labels of ``x``.
         defense: a Defense instance, a registered name (``"dp-sgd"`` or ``"defense.dp-sgd"``), a
             sequence of those, or None for plain training.
         progress: show epochs, loss and epsilon spent on stderr (a bar in a terminal, plain lines

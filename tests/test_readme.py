@@ -1,4 +1,4 @@
-"""Every fenced ```python and ```bash block of README.md and docs/*.md runs as written.
+"""Every fenced ```python and ```bash block of README.md and docs/**/*.md runs as written.
 
 Blocks run in the order they appear, in one temporary working directory per document, on the
 installed package: bash blocks through ``bash -e`` (``set -e``), python blocks as scripts through
@@ -9,6 +9,13 @@ Conventions in the Markdown (an HTML comment on the line directly above the open
 
 - ``<!-- skip-test -->``: never run (illustrative, needs a cluster, a GPU or the network);
 - ``<!-- slow-test -->``: run only in the slow suite (``pytest -m slow``), which runs every block.
+
+A page that builds on another's files (a how-to guide auditing the tutorial's ``model.onnx``) says
+so on a line of its own, anywhere in the page: ``<!-- test-requires: tutorials/first-audit.md
+make_example.py -->`` runs, in the same directory and before the page's own blocks, the named
+blocks (by their ``# NAME.EXT`` first line) of that page (relative to ``docs/``), or all its
+blocks not marked skip-test or slow-test when no block is named. Nothing is set up for a page
+none of whose blocks runs.
 
 A block whose first line is ``# NAME.EXT`` (e.g. ``# my_attack.py``, ``# grid.yaml``,
 ``# my-plugin/pyproject.toml``) is also written to that file first, so a later block can use it;
@@ -29,10 +36,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 RUNNABLE = {"python", "bash"}
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
 _FILENAME = re.compile(r"^#\s*([\w./-]+\.(?:py|toml|ya?ml|json|txt|cfg))\b")
+_REQUIRES = re.compile(r"^<!--\s*test-requires:\s*(\S+)((?:\s+[\w./-]+)*)\s*-->\s*$")
 
 
 @dataclass
@@ -159,29 +167,65 @@ def run_block(block: Block, cwd: Path, env: dict[str, str], *, timeout: float, p
     return proc.stdout + proc.stderr
 
 
+def requirements(doc: Path, docs_root: Path = ROOT / "docs") -> list[tuple[Path, list[str]]]:
+    """The ``<!-- test-requires: PAGE [FILE ...] -->`` lines of ``doc``: (page under docs/, block file names).
+
+    Raises:
+        ValueError: a required page does not exist (names the line).
+    """
+    found = []
+    for i, line in enumerate(doc.read_text().splitlines(), 1):
+        m = _REQUIRES.match(line.strip())
+        if m:
+            page = docs_root / m.group(1)
+            if not page.is_file():
+                raise ValueError(f"{doc.name}:{i}: test-requires names {m.group(1)!r}, which is not a page under docs/")
+            found.append((page, m.group(2).split()))
+    return found
+
+
+def _setup_blocks(doc: Path, docs_root: Path = ROOT / "docs", seen: set[Path] | None = None) -> list[Block]:
+    """The blocks that ``doc``'s test-requires lines ask for, their own requirements first."""
+    seen = set() if seen is None else seen
+    blocks: list[Block] = []
+    for page, names in requirements(doc, docs_root):
+        if page not in seen:
+            seen.add(page)
+            blocks += _setup_blocks(page, docs_root, seen)
+        for b in extract(page):
+            if (b.filename in names) if names else (b.lang in RUNNABLE and not b.marker):
+                blocks.append(b)
+    return blocks
+
+
 def _run_doc(doc: Path, tmp_path: Path, *, include_slow: bool) -> list[str]:
     cwd = _workspace(tmp_path)
     python = _sandbox_python(tmp_path)
     env = _env(tmp_path, python)
+    timeout = 3600 if include_slow else 600
+    todo = [
+        b
+        for b in extract(doc)
+        if (b.lang in RUNNABLE or b.filename) and b.marker != "skip-test" and (include_slow or b.marker != "slow-test")
+    ]
+    if any(b.lang in RUNNABLE for b in todo):
+        for block in _setup_blocks(doc):
+            run_block(block, cwd, env, timeout=timeout, python=str(python))
     ran = []
-    for block in extract(doc):
-        if block.lang not in RUNNABLE and not block.filename:
-            continue
-        if block.marker == "skip-test" or (block.marker == "slow-test" and not include_slow):
-            continue
-        run_block(block, cwd, env, timeout=3600 if include_slow else 600, python=str(python))
+    for block in todo:
+        run_block(block, cwd, env, timeout=timeout, python=str(python))
         ran.append(block.where)
     return ran
 
 
-@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_blocks_fast(doc: Path, tmp_path: Path) -> None:
     """The blocks not marked slow-test run, in order, as written."""
     _run_doc(doc, tmp_path, include_slow=False)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_doc_blocks_all(doc: Path, tmp_path: Path) -> None:
     """Every block not marked skip-test runs, in order, as written (slow ones included)."""
     ran = _run_doc(doc, tmp_path, include_slow=True)
@@ -221,3 +265,43 @@ def test_every_runnable_block_is_run_by_some_suite() -> None:
     skipped = [b for doc in DOCS for b in extract(doc) if b.lang in RUNNABLE and b.marker == "skip-test"]
     for b in skipped:
         assert re.search(r"pip install|python -m venv|ray|cuda|gpu|address=", b.code, re.I), f"{b.where} is skipped without a reason to be"
+
+
+def test_requirements_name_existing_pages_and_blocks() -> None:
+    """Every test-requires line names a page, and every block it names exists there."""
+    for doc in DOCS:
+        for page, names in requirements(doc):
+            files = {b.filename for b in extract(page)}
+            missing = [n for n in names if n not in files]
+            assert not missing, f"{doc.relative_to(ROOT)} requires {missing} from {page.relative_to(ROOT)}, which has no such block"
+
+
+def test_setup_blocks_follow_requirements(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "a").mkdir(parents=True)
+    (docs / "a" / "base.md").write_text("```python\n# make.py\nprint(1)\n```\n\n```bash\necho other\n```\n")
+    doc = docs / "b.md"
+    doc.write_text("<!-- test-requires: a/base.md make.py -->\n\n```bash\necho mine\n```\n")
+    assert [b.filename for b in _setup_blocks(doc, docs)] == ["make.py"]
+    doc.write_text("<!-- test-requires: a/base.md -->\n")
+    assert [b.lang for b in _setup_blocks(doc, docs)] == ["python", "bash"]
+    doc.write_text("<!-- test-requires: a/missing.md -->\n")
+    with pytest.raises(ValueError, match=r"b.md:1: test-requires names 'a/missing.md'"):
+        _setup_blocks(doc, docs)
+
+
+def test_docs_site_pages_are_all_tested_and_in_the_nav() -> None:
+    """The test picks up every page of the site, and mkdocs.yml's nav lists every page."""
+    pages = sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md"))
+    assert {f"docs/{p}" for p in pages} <= {str(d.relative_to(ROOT)) for d in DOCS}
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert [p for p in pages if f" {p}" not in nav] == []
+
+
+def test_readme_is_a_map() -> None:
+    """Under 200 lines, and every link into docs/ is a relative link to a page that exists."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) < 200
+    links = re.findall(r"\]\((docs/[^)#]+)(?:#[^)]*)?\)", text)
+    assert links, "the README links into docs/"
+    assert [link for link in links if not (ROOT / link).is_file()] == []

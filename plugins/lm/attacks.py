@@ -217,8 +217,14 @@ class ReferenceLoss(_SequenceAttack):
         pop = data.population.x
         T = int(sequence_lengths(pop).max())
         vocab = int(getattr(target, "vocab_size", 0) or int(pop.max()) + 1)
-        model = TinyGPT(vocab_size=vocab, d_model=p.d_model, n_layers=p.n_layers, n_heads=4, max_len=max(T, int(data.members.x.shape[1])))
         seed = int(as_generator(rng).integers(0, 2**31))
+        import torch
+
+        with torch.random.fork_rng():  # the initial weights follow rng too, so a seeded run repeats (audit_sdk.testing)
+            torch.manual_seed(seed)
+            model = TinyGPT(
+                vocab_size=vocab, d_model=p.d_model, n_layers=p.n_layers, n_heads=4, max_len=max(T, int(data.members.x.shape[1]))
+            )
         LMTrainer({"epochs": p.epochs, "batch_size": 16, "lr": p.lr, "seed": seed, "device": "cpu"}).fit(model, pop)
         return TorchLMTarget(model, device="cpu")
 
