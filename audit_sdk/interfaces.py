@@ -245,8 +245,20 @@ class Accountant(Component):
 
     @property
     def steps(self) -> int:
-        """Total number of recorded steps."""
+        """Total number of recorded steps.
+
+        An accountant written before this property existed may keep its own ``self.steps``
+        counter; assigning it stores that value and reading it returns it, so such a class keeps
+        working unchanged.
+        """
+        own = self.__dict__.get("_own_steps")
+        if own is not None:
+            return int(own)
         return sum(int(c) for _e, _q, c in self.history)
+
+    @steps.setter
+    def steps(self, value: int) -> None:
+        self.__dict__["_own_steps"] = value
 
     def extend(self, steps: Iterable[Step]) -> Accountant:
         """Record several ``(event, sample_rate, count)`` entries; returns self."""

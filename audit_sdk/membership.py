@@ -39,8 +39,8 @@ def enrich_membership(
     Args:
         result: a membership AttackResult (others are returned unchanged).
         out_dir: where the run writes artefacts; the scores go to ``<out_dir>/mia/<attack>-<tag>.npz``.
-        predicted, loss: the target's predicted classes and per-sample loss on the scored samples
-            (slices by correctness and by loss percentile); None where unknown.
+        predicted: the target's predicted class of each scored sample (slices by correctness); None where unknown.
+        loss: the target's loss on each scored sample (slices by loss percentile); None where unknown.
 
     Returns:
         ``result``. What is already there (an attack that enriched its own result) is kept.

@@ -40,12 +40,12 @@ import numpy as np
 from pydantic import BaseModel
 
 from .data import AuditData, load_digits_data, make_audit_data
-from .errors import AccessError, InvalidParameterError
+from .errors import AccessError, InvalidParameterError, NotSupportedError
 from .interfaces import ACCESS_LEVELS, PERTURBATION_POINTS, Accountant, Attack, Component, Defense, Mechanism, PrivacyEvent
 from .registry import _NAME_RE
 from .results import AttackResult
 from .target import Target
-from .training import Trainer
+from .training import Trainer, TrainResult
 
 __all__ = [
     "AuditProblem",
@@ -449,7 +449,10 @@ def check_accountant(
     Rules beyond the common ones: ``epsilon-nonnegative`` (finite and >= 0, from the empty
     history on), ``epsilon-monotone`` (never falls as steps are added), ``delta-inverts-epsilon``
     (``delta(epsilon(d)) <= d``, within ``rtol``), ``deterministic`` (a fresh accountant charged
-    the same history answers the same epsilon). Only the methods of the Accountant ABC are used.
+    the same history answers the same epsilon), and the history contract the CLI, calibration and
+    DP-SGD rely on: ``history`` (every charged step recorded), ``copy`` (independent, same epsilon),
+    ``extend`` (replaying the history gives the same epsilon), ``reset`` (back to a new one). Only
+    the methods of the Accountant ABC are used.
 
     Args:
         cls: the Accountant class.
@@ -499,7 +502,45 @@ def check_accountant(
     if not math.isclose(charged(rounds)[-1], eps[-1], rel_tol=1e-9, abs_tol=1e-12):
         raise _fail(owner, "deterministic", f"the same history gave epsilon {eps[-1]!r} and then a different one.")
     rules.append("deterministic")
+    rules += _check_accountant_history(owner, cls, params, event, sample_rate, count, rounds, delta)
     return rules
+
+
+def _check_accountant_history(
+    owner: str,
+    cls: type[Accountant],
+    params: Mapping[str, Any] | None,
+    event: PrivacyEvent,
+    q: float,
+    count: int,
+    rounds: int,
+    delta: float,
+) -> list[str]:
+    """The history part of the contract: what the CLI, calibration and DP-SGD rely on."""
+    acct = cls(dict(params or {}))
+    with _rule(owner, "history"):
+        for _ in range(rounds):
+            acct.step(event, sample_rate=q, count=count)
+        hist = list(acct.history)
+    if sum(int(c) for _e, _q, c in hist) != rounds * count or acct.steps != rounds * count:
+        raise _fail(owner, "history", f"{rounds} x {count} steps were charged; history records {hist!r} (steps {acct.steps}).")
+    eps = float(acct.epsilon(delta))
+    with _rule(owner, "copy"):
+        twin = acct.copy()
+    if twin is acct or not math.isclose(float(twin.epsilon(delta)), eps, rel_tol=1e-9, abs_tol=1e-12):
+        raise _fail(owner, "copy", "copy() must return another accountant with the same history and epsilon.")
+    with _rule(owner, "extend"):
+        replay = cls(dict(params or {})).extend(hist)
+    if not math.isclose(float(replay.epsilon(delta)), eps, rel_tol=1e-9, abs_tol=1e-12):
+        raise _fail(owner, "extend", "a fresh accountant extended with history answers another epsilon.")
+    with _rule(owner, "reset"):
+        twin.reset()
+        empty = float(cls(dict(params or {})).epsilon(delta))
+    if twin.steps != 0 or not math.isclose(float(twin.epsilon(delta)), empty, rel_tol=1e-9, abs_tol=1e-12):
+        raise _fail(owner, "reset", "after reset() the accountant must answer like a new one (no steps).")
+    if not math.isclose(float(acct.epsilon(delta)), eps, rel_tol=1e-9, abs_tol=1e-12):
+        raise _fail(owner, "copy", "resetting a copy changed the original: copy() must be independent.")
+    return ["history", "copy", "extend", "reset"]
 
 
 # ----------------------------------------------------------------------------- trainers
@@ -511,7 +552,9 @@ def check_trainer(trainer: Trainer, *, x: Any = None, y: Any = None, tmp_path: A
     Rules: ``identity`` (a non-empty string, stable), ``fit-predict`` (after ``fit``,
     ``predict_proba`` gives (n, n_classes) float rows summing to 1), ``accuracy`` (in [0, 1]),
     ``fit-many`` (one model per seed), ``seeded-repeat`` (the same seed trains the same model),
-    ``save-load`` (a saved model loads back with the same predictions; needs ``tmp_path``).
+    ``save-load`` (a saved model loads back with the same predictions; needs ``tmp_path``),
+    ``train`` (``train`` without defenses returns a TrainResult holding the model), ``export``
+    (``export_onnx`` writes the file or refuses with ``NotSupportedError``; needs ``tmp_path``).
 
     Args:
         trainer: the trainer to check.
@@ -562,6 +605,25 @@ def check_trainer(trainer: Trainer, *, x: Any = None, y: Any = None, tmp_path: A
         if not np.allclose(probs, reloaded, rtol=1e-5, atol=1e-6):
             raise _fail(owner, "save-load", "a saved and loaded model predicts differently.")
         rules.append("save-load")
+    with _rule(owner, "train"):
+        result = trainer.train(trainer.build(0), x, y)
+    if not isinstance(result, TrainResult) or result.model is None:
+        raise _fail(owner, "train", f"train() must return a TrainResult holding the model; got {type(result).__name__}.")
+    rules.append("train")
+    if tmp_path is not None:
+        from pathlib import Path
+
+        onnx_path = Path(tmp_path) / "conformance.onnx"
+        try:
+            trainer.export_onnx(result.model, str(onnx_path), example=x[:2])
+        except NotSupportedError:
+            pass  # a family that cannot export says so in one typed line: that is the contract
+        except Exception as exc:  # noqa: BLE001 - anything else breaks the rule, named
+            raise _fail(owner, "export", f"export_onnx raised {type(exc).__name__}: {exc}; expected a file or NotSupportedError.") from exc
+        else:
+            if not onnx_path.is_file():
+                raise _fail(owner, "export", "export_onnx returned without writing the file.")
+        rules.append("export")
     return rules
 
 

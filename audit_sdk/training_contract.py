@@ -274,7 +274,8 @@ class Trainer(ABC):
             defenses: Defense instances, applied in order.
             observers: a Registry or plugin manager whose ``on_train_step`` / ``on_epoch_end`` hooks
                 observe training (None: no hooks, so a library call has no side effects).
-            x_val, y_val: held-out data: ``history[i]["val_accuracy"]``, and defenses may report on it.
+            x_val: held-out inputs: ``history[i]["val_accuracy"]``, and defenses may report on them.
+            y_val: the labels of ``x_val``.
             rng: seed or Generator of the data-level randomness (default: ``config.seed``).
             progress: show progress on stderr where the family can (None follows the mode around the call).
 

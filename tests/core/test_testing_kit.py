@@ -296,6 +296,13 @@ def test_a_broken_accountant_fails_naming_the_rule(builtins) -> None:
     loose = type("Loose", (_Acct,), {"delta": lambda self, epsilon: 0.5})
     with pytest.raises(AssertionError, match=r"acct\.kit-toy \[delta-inverts-epsilon\]"):
         check_accountant(loose, registry=builtins)
+    assert {"history", "copy", "extend", "reset"} <= set(check_accountant(_Acct, registry=builtins))
+    sticky = type("Sticky", (_Acct,), {"reset": lambda self: None})  # the history contract: reset must forget
+    with pytest.raises(AssertionError, match=r"acct\.kit-toy \[reset\]"):
+        check_accountant(sticky, registry=builtins)
+    shared = type("Shared", (_Acct,), {"copy": lambda self: self})  # copy must be another accountant
+    with pytest.raises(AssertionError, match=r"acct\.kit-toy \[copy\]"):
+        check_accountant(shared, registry=builtins)
 
 
 class _Out(Defense):
