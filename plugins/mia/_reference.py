@@ -636,6 +636,7 @@ def get_reference_set(
         # the one-model time stands in for it (an over-estimate: fewer models, never a blown budget)
         per_model = (time.perf_counter() - t0) / k if k else t_one
         n = _MIN_AUTO
+        rounds = [{"models": _MIN_AUTO, "seconds_per_model": round(per_model, 3)}]
         # Grow in rounds, each sized by the last round's seconds per model: a larger vectorised
         # group trains a model in less time than the first small one (and the machine's load
         # changes), so one estimate from the first models would leave much of the budget unused.
@@ -650,12 +651,14 @@ def get_reference_set(
             if k:
                 per_model = (time.perf_counter() - t0) / k
             n += more
+            rounds.append({"models": more, "seconds_per_model": round(per_model, 3)})
         info["budget"] = {
             "budget_seconds": budget,
             "n_references": n,
             "epochs": new_epochs if _has_epochs(trainer) else None,
             "seconds_per_model": round(per_model, 3),
             "one_model_seconds": round(t_one, 3),
+            "rounds": rounds,
             "note": f"{n} reference models{f' of {new_epochs} epochs' if _has_epochs(trainer) else ''} fit the {budget:.0f} s budget "
             f"({per_model:.2f} s per model in the last round of training)",
         }
