@@ -26,7 +26,7 @@ agrees best with the target's outputs on data the candidate did not train on (th
 and its agreement). A tree-ensemble ONNX target with no ``reference_model`` is refused: a neural
 surrogate of a forest would be a guess.
 
-With ``n_references`` left unset the number of models (8 to 64) and, on a slow machine, the
+With ``n_references`` left unset the number of models (8 to 128) and, on a slow machine, the
 epochs are chosen to fit a time budget (``RunContext.extras["budget_seconds"]``, default 300 s,
 ``audit-sdk audit --budget``): measured on the first models, then grown in rounds sized by the
 last round's speed; the result says what was chosen.
@@ -66,7 +66,7 @@ _CACHE_VERSION = 2
 #: Time budget of a reference set whose size is left to the SDK (seconds).
 DEFAULT_BUDGET_SECONDS = 300.0
 #: Sizes a budgeted set chooses between: at least the first, at most the last.
-_MIN_AUTO, _MAX_AUTO = 8, 64
+_MIN_AUTO, _MAX_AUTO = 8, 128
 #: Most models trained per task (one vectorised group: larger groups train a model faster, smaller
 #: ones lose less to an interruption). Model i does not depend on the group that trains it.
 _GROUP = 32
