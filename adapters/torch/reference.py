@@ -428,7 +428,7 @@ def _conv_im2col(conv: nn.Conv2d, x: torch.Tensor, w: torch.Tensor, bias: torch.
     """
     m, b, c, hh, ww = x.shape
     (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
-    ph, pw = conv.padding  # type: ignore[misc]
+    ph, pw = (int(v) for v in conv.padding)  # ints: StackedForward.of declines string padding
     ho = (hh + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     wo = (ww + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     k = c * kh * kw
