@@ -190,3 +190,25 @@ def test_gradient_boosting_families_train_through_their_sklearn_interface(family
     t = make_trainer({"family": family, "params": {"n_estimators": 10}}, {"n_classes": 2})
     (m,) = t.fit_many([x], [y], [0])
     assert t.accuracy(m, x, y) > 0.9 and t.describe()["family"] == family
+
+
+@pytest.mark.gpu
+def test_stacked_forward_on_cuda_equals_each_model():
+    """On CUDA the images stay NCHW; outputs and gradients still equal each model's own."""
+    from torch.func import stack_module_state
+
+    from audit_sdk.adapters.torch.reference import StackedForward
+
+    models = [make_model("cnn", input_shape=(1, 8, 8), n_classes=10, seed=s).double().cuda() for s in range(3)]
+    fwd = StackedForward.of(models[0])
+    params, _ = stack_module_state(models)
+    params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    x = torch.randn(3, 5, 1, 8, 8, dtype=torch.float64, device="cuda")
+    out = fwd(params, x)
+    out.square().sum().backward()
+    for i, m in enumerate(models):
+        alone = m(x[i])
+        alone.square().sum().backward()
+        torch.testing.assert_close(out[i], alone)
+        for k, p in m.named_parameters():
+            torch.testing.assert_close(params[k].grad[i], p.grad, msg=k)
