@@ -1,15 +1,17 @@
 """Reference-model training speed, and the full membership audit of the memorising digits model.
 
     python benchmarks/mia.py                 # speed: references per second, vectorised vs one by one
-    python benchmarks/mia.py speed [--counts 16 64] [--epochs 10] [--one-by-one 16] [--threads 1]
+    python benchmarks/mia.py speed [--counts 16 64] [--epochs 10] [--one-by-one 16] [--threads 1] [--repeats 3] [--vmap]
     python benchmarks/mia.py audit [--references 16] [--workers 2] [--reference-epochs 80] [--repeats 5]
 
 ``speed``: the SDK's default reference CNN on the digits (each model on a random half, 898 points,
-batch 32, Adam), trained (a) as one vectorised ensemble per group of models (torch.func: stacked
-parameters, vmap, one optimizer step for all; ``TorchTrainer.fit_many``) and (b) one after another
-with the torch ``Trainer`` (what reference training did before). Prints seconds and references
-per second of each, side by side, and whether the vectorised --counts max trained faster than
---one-by-one models trained one after another.
+batch 32, Adam), trained (a) as one vectorised ensemble per group of models (stacked parameters, every
+model's convolution in one grouped conv2d, one fused optimizer step for all; ``TorchTrainer.fit_many``
+through ``StackedForward``; with --vmap also the torch.func.vmap ensemble it replaced) and (b) one after
+another with the torch ``Trainer`` (what reference training did before). The rows run interleaved,
+--repeats times, so a shared machine's load falls on all of them alike; prints the median seconds and
+references per second of each, and whether each vectorised set trained faster than --one-by-one
+models trained one after another.
 
 ``audit``:
 
@@ -105,30 +107,41 @@ def speed(args: argparse.Namespace) -> None:
     recipe = {"epochs": args.epochs, "batch_size": 32, "lr": 2e-3, "optimizer": "adam", "device": args.device}
     opts = {"input_shape": d.x.shape[1:], "n_classes": 10, "train": recipe}
     vec, seq = make_trainer("cnn", opts), make_trainer("cnn", {**opts, "vectorise": False})
+    runs: list[tuple[str, Any, int]] = [("one by one", seq, args.one_by_one)] + [("vectorised", vec, c) for c in args.counts]
+    if args.vmap:  # the same ensemble through torch.func.vmap (what fit_many did before StackedForward)
+        vm = make_trainer("cnn", opts)
+        vm.stacked = False
+        runs += [("vmap", vm, c) for c in args.counts]
     print(
-        f"cpus={os.cpu_count()} torch threads={args.threads} load average={os.getloadavg()[0]:.2f} epochs={args.epochs} device={args.device}"
+        f"cpus={os.cpu_count()} torch threads={args.threads} load average={os.getloadavg()[0]:.2f} epochs={args.epochs} "
+        f"device={args.device} repeats={args.repeats} (interleaved: each repeat runs every row once; medians below)"
     )
     vec.fit_many(xs[:2], ys[:2], [0, 1])  # warm-up (allocator, kernels)
+    secs: dict[int, list[float]] = {i: [] for i in range(len(runs))}
+    loads: dict[int, list[float]] = {i: [] for i in range(len(runs))}
+    accs: dict[int, float] = {}
+    for rep in range(args.repeats):
+        for i, (kind, trainer, n) in enumerate(runs):
+            loads[i].append(os.getloadavg()[0])
+            t0 = time.perf_counter()
+            models = trainer.fit_many(xs[:n], ys[:n], list(range(n)))
+            secs[i].append(time.perf_counter() - t0)
+            accs[i] = float(np.mean([trainer.accuracy(models[j], d.x[~masks[j]], d.y[~masks[j]]) for j in range(min(4, n))]))
+            print(f"  repeat {rep + 1}: {kind:<11} {n:3d} models: {secs[i][-1]:7.1f} s  held-out accuracy {accs[i]:.3f}  "
+                  f"(load {loads[i][-1]:.1f})", flush=True)  # fmt: skip
     rows = []
-    for kind, trainer, n in [("one by one", seq, args.one_by_one)] + [("vectorised", vec, c) for c in args.counts]:
-        load = os.getloadavg()[0]
-        t0 = time.perf_counter()
-        models = trainer.fit_many(xs[:n], ys[:n], list(range(n)))
-        sec = time.perf_counter() - t0
-        acc = float(np.mean([trainer.accuracy(m, x_out, y_out) for m, x_out, y_out in
-                             ((models[i], d.x[~masks[i]], d.y[~masks[i]]) for i in range(min(4, n)))]))  # fmt: skip
-        rows.append({"training": kind, "models": n, "seconds": sec, "refs/s": n / sec, "held-out acc": acc, "load": load})
-        print(
-            f"  {kind:<11} {n:3d} models: {sec:7.1f} s  {n / sec:6.2f} references/s  held-out accuracy {acc:.3f}  (load {load:.1f})",
-            flush=True,
+    for i, (kind, _, n) in enumerate(runs):
+        sec = float(np.median(secs[i]))
+        rows.append(
+            {"training": kind, "models": n, "median s": sec, "refs/s": n / sec, "held-out acc": accs[i], "load": float(np.mean(loads[i]))}
         )
     print()
-    print(_table(rows, ["training", "models", "seconds", "refs/s", "held-out acc", "load"]))
+    print(_table(rows, ["training", "models", "median s", "refs/s", "held-out acc", "load"]))
     one = rows[0]
     for r in rows[1:]:
-        print(f"vectorised {r['models']} vs {one['models']} one by one: {one['refs/s'] and r['refs/s'] / one['refs/s']:.1f}x references/s; "
-              f"{r['models']} vectorised {'faster' if r['seconds'] < one['seconds'] else 'SLOWER'} than {one['models']} one by one "
-              f"({r['seconds']:.1f} s vs {one['seconds']:.1f} s)")  # fmt: skip
+        print(f"{r['training']} {r['models']} vs {one['models']} one by one: {r['refs/s'] / one['refs/s']:.1f}x references/s; "
+              f"{r['models']} {r['training']} {'faster' if r['median s'] < one['median s'] else 'SLOWER'} than {one['models']} one by one "
+              f"({r['median s']:.1f} s vs {one['median s']:.1f} s)")  # fmt: skip
     print(f"load average now {os.getloadavg()[0]:.2f}")
 
 
@@ -141,6 +154,8 @@ def main() -> None:
     sp.add_argument("--epochs", type=int, default=10)
     sp.add_argument("--threads", type=int, default=1)
     sp.add_argument("--device", default="cpu")
+    sp.add_argument("--repeats", type=int, default=3, help="interleaved rounds (the machine may be shared); medians are reported")
+    sp.add_argument("--vmap", action="store_true", help="also time the vmap ensemble (the vectorised path before StackedForward)")
     au = sub.add_parser("audit", help="the full membership audit and query overhead")
     au.add_argument("--references", type=int, default=16)
     au.add_argument("--workers", type=int, default=2)

@@ -26,9 +26,10 @@ agrees best with the target's outputs on data the candidate did not train on (th
 and its agreement). A tree-ensemble ONNX target with no ``reference_model`` is refused: a neural
 surrogate of a forest would be a guess.
 
-With ``n_references`` left unset the number of models (8 to 64) and, on a slow machine, the
+With ``n_references`` left unset the number of models (8 to 128) and, on a slow machine, the
 epochs are chosen to fit a time budget (``RunContext.extras["budget_seconds"]``, default 300 s,
-``audit-sdk audit --budget``), measured on the first models; the result says what was chosen.
+``audit-sdk audit --budget``): measured on the first models, then grown in rounds sized by the
+last round's speed; the result says what was chosen.
 
 No framework is imported here.
 """
@@ -65,9 +66,10 @@ _CACHE_VERSION = 2
 #: Time budget of a reference set whose size is left to the SDK (seconds).
 DEFAULT_BUDGET_SECONDS = 300.0
 #: Sizes a budgeted set chooses between: at least the first, at most the last.
-_MIN_AUTO, _MAX_AUTO = 8, 64
-#: Models trained per task (a vectorised group); fixed, so results do not depend on the worker count.
-_GROUP = 16
+_MIN_AUTO, _MAX_AUTO = 8, 128
+#: Most models trained per task (one vectorised group: larger groups train a model faster, smaller
+#: ones lose less to an interruption). Model i does not depend on the group that trains it.
+_GROUP = 32
 _DEFAULT_EPOCHS = 40
 
 
@@ -530,7 +532,7 @@ def get_reference_set(
 
     Models are cached under ``context.cache_dir / "mia-reference"``; without a cache directory a
     temporary one lives as long as the process. Training runs through ``context.executor.map``
-    in groups of up to 16 models (one vectorised ensemble each where the trainer can).
+    in groups of up to 32 models (one vectorised ensemble each where the trainer can).
 
     Raises:
         InvalidDataError: offline mode without population data.
@@ -633,18 +635,32 @@ def get_reference_set(
         # seconds per model of a vectorised group; with the first group cached (and no decision on disk)
         # the one-model time stands in for it (an over-estimate: fewer models, never a blown budget)
         per_model = (time.perf_counter() - t0) / k if k else t_one
-        left = share - (time.perf_counter() - t_start)
-        more = int(left / per_model) if per_model > 0 else _MAX_AUTO
-        n = int(min(_MAX_AUTO, _MIN_AUTO + max(more, 0)))
-        n -= n % 2 if kind == "online" else 0
+        n = _MIN_AUTO
+        rounds = [{"models": _MIN_AUTO, "seconds_per_model": round(per_model, 3)}]
+        # Grow in rounds, each sized by the last round's seconds per model: a larger vectorised
+        # group trains a model in less time than the first small one (and the machine's load
+        # changes), so one estimate from the first models would leave much of the budget unused.
+        while n < _MAX_AUTO and per_model > 0:
+            left = share - (time.perf_counter() - t_start)
+            more = min(_MAX_AUTO - n, int(left / per_model))
+            more -= more % 2 if kind == "online" else 0
+            if more < 2:
+                break
+            t0 = time.perf_counter()
+            k = pool.train(trainer, list(range(n, n + more)), masks, context, attack_name)
+            if k:
+                per_model = (time.perf_counter() - t0) / k
+            n += more
+            rounds.append({"models": more, "seconds_per_model": round(per_model, 3)})
         info["budget"] = {
             "budget_seconds": budget,
             "n_references": n,
             "epochs": new_epochs if _has_epochs(trainer) else None,
             "seconds_per_model": round(per_model, 3),
             "one_model_seconds": round(t_one, 3),
+            "rounds": rounds,
             "note": f"{n} reference models{f' of {new_epochs} epochs' if _has_epochs(trainer) else ''} fit the {budget:.0f} s budget "
-            f"({per_model:.2f} s per model, measured on the first models)",
+            f"({per_model:.2f} s per model in the last round of training)",
         }
         decision |= {"n_references": n, "epochs": new_epochs, "budget_info": info["budget"]}
     masks = pool.masks(n)

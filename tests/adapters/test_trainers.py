@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from audit_sdk.adapters.sklearn import SklearnTrainer
-from audit_sdk.adapters.torch import TorchTrainer
+from audit_sdk.adapters.torch import TorchTrainer, make_model
 from audit_sdk.adapters.torch.training import TrainConfig, Trainer
 from audit_sdk.errors import InvalidParameterError
 from audit_sdk.training import Trainer as CoreTrainer
@@ -57,6 +57,85 @@ def test_vectorised_step_equals_each_model_trained_alone():
         for (k, a), b in zip(m.state_dict().items(), alone.state_dict().values()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=k)
     assert not vec.notes  # it really ran vectorised
+
+
+def _custom_cnn(seed):
+    """Grouped, strided, bias-free convolutions, nested Sequential, average and adaptive pooling."""
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(4, 6, 3, stride=2, padding=(1, 0), groups=2, bias=False), nn.Tanh(),
+        nn.Sequential(nn.AvgPool2d(2), nn.Conv2d(6, 5, 1)), nn.GELU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(5, 3, bias=False),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("build", "shape"),
+    [
+        (lambda s: make_model("cnn", input_shape=(1, 8, 8), n_classes=10, seed=s), (1, 8, 8)),
+        (lambda s: make_model("cnn", input_shape=(3, 12, 10), n_classes=4, seed=s), (3, 12, 10)),
+        (lambda s: make_model("lenet", input_shape=(1, 8, 8), n_classes=10, seed=s), (1, 8, 8)),
+        (lambda s: make_model("mlp", input_shape=(6,), n_classes=3, hidden=7, seed=s), (6,)),
+        (_custom_cnn, (4, 9, 11)),
+    ],
+    ids=["cnn", "cnn-rgb", "lenet", "mlp", "custom"],
+)
+def test_stacked_forward_equals_each_model_outputs_and_gradients(build, shape):
+    """The stacked ensemble (grouped convolutions, batched matmuls, pool-before-ReLU) computes each
+    model's own outputs and parameter gradients (float64, so any layout or order mistake shows)."""
+    from torch.func import stack_module_state
+
+    from audit_sdk.adapters.torch.reference import StackedForward
+
+    models = [build(s).double() for s in range(3)]
+    fwd = StackedForward.of(models[0])
+    assert fwd is not None
+    params, _ = stack_module_state(models)
+    params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    x = torch.randn(3, 5, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = fwd(params, x)
+    out.square().sum().backward()
+    for i, m in enumerate(models):
+        alone = m(x[i])
+        alone.square().sum().backward()
+        torch.testing.assert_close(out[i], alone)
+        for k, p in m.named_parameters():
+            torch.testing.assert_close(params[k].grad[i], p.grad, msg=k)
+
+
+def test_stacked_forward_declines_what_it_cannot_express():
+    from torch import nn
+
+    from audit_sdk.adapters.torch.reference import StackedForward
+
+    assert StackedForward.of(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2, 2))) is None
+    assert StackedForward.of(nn.Sequential(nn.Conv2d(1, 2, 3, padding="same"), nn.Flatten(), nn.Linear(2, 2))) is None
+    assert StackedForward.of(nn.Sequential(nn.Conv2d(1, 2, 3, padding_mode="reflect"), nn.Flatten())) is None
+    assert StackedForward.of(nn.Sequential(nn.Linear(2, 2), nn.Softmax(dim=1))) is None
+    assert StackedForward.of(nn.Linear(2, 2)) is None  # not a Sequential: vmap handles it
+
+
+def test_vectorised_fit_is_the_same_through_stacked_forward_and_vmap():
+    """The CPU-fast StackedForward path trains the models vmap would (same shuffles, same updates)."""
+    from torch import nn
+
+    x, y = _data(50)
+    recipe = {"epochs": 2, "batch_size": 16, "lr": 1e-3, "optimizer": "adam", "device": "cpu"}
+    stacked = make_trainer("cnn", {"input_shape": (1, 8, 8), "n_classes": 4, "train": recipe})
+    vm = make_trainer("cnn", {"input_shape": (1, 8, 8), "n_classes": 4, "train": recipe})
+    vm.stacked = False
+    xs, ys = [x[:50], x[5:40]], [y[:50], y[5:40]]
+    for a, b in zip(stacked.fit_many(xs, ys, [1, 2]), vm.fit_many(xs, ys, [1, 2])):
+        for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+            torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5, msg=k)
+    # a model StackedForward cannot express goes through vmap, still vectorised
+    odd = make_trainer(
+        lambda shape, k, seed: nn.Sequential(nn.Flatten(), nn.Linear(64, k), nn.LogSoftmax(1)),
+        {"input_shape": (1, 8, 8), "n_classes": 4, "train": recipe},
+    )
+    assert len(odd.fit_many(xs, ys, [1, 2])) == 2 and not odd.notes
 
 
 def test_vectorised_ensemble_learns_like_one_by_one():
@@ -111,3 +190,25 @@ def test_gradient_boosting_families_train_through_their_sklearn_interface(family
     t = make_trainer({"family": family, "params": {"n_estimators": 10}}, {"n_classes": 2})
     (m,) = t.fit_many([x], [y], [0])
     assert t.accuracy(m, x, y) > 0.9 and t.describe()["family"] == family
+
+
+@pytest.mark.gpu
+def test_stacked_forward_on_cuda_equals_each_model():
+    """On CUDA the images stay NCHW; outputs and gradients still equal each model's own."""
+    from torch.func import stack_module_state
+
+    from audit_sdk.adapters.torch.reference import StackedForward
+
+    models = [make_model("cnn", input_shape=(1, 8, 8), n_classes=10, seed=s).double().cuda() for s in range(3)]
+    fwd = StackedForward.of(models[0])
+    params, _ = stack_module_state(models)
+    params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    x = torch.randn(3, 5, 1, 8, 8, dtype=torch.float64, device="cuda")
+    out = fwd(params, x)
+    out.square().sum().backward()
+    for i, m in enumerate(models):
+        alone = m(x[i])
+        alone.square().sum().backward()
+        torch.testing.assert_close(out[i], alone)
+        for k, p in m.named_parameters():
+            torch.testing.assert_close(params[k].grad[i], p.grad, msg=k)

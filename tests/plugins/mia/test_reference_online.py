@@ -76,7 +76,9 @@ def test_budget_chooses_the_size_says_so_and_the_next_attack_reuses_it(no_popula
     assert all(0 <= c["top1_agreement"] <= 1 for c in sel["candidates"])
     b = first.extra["budget"]
     n = first.extra["n_references"]
-    assert 8 <= n <= 64 and n % 2 == 0 and b["n_references"] == n and "4 s budget" in b["note"]
+    assert 8 <= n <= 128 and n % 2 == 0 and b["n_references"] == n and "4 s budget" in b["note"]
+    # grown in rounds (8 first), each sized by the last round's speed
+    assert b["rounds"][0]["models"] == 8 and sum(r["models"] for r in b["rounds"]) == n
     second = RMIA(reference_epochs=3).run(target, data, context=_ctx(tmp_path, budget_seconds=4))
     assert second.extra["n_references"] == n and second.extra["references_trained"] == 0
 
