@@ -7,7 +7,8 @@ this interpreter (so a block that starts worker processes needs its ``if __name_
 
 Conventions in the Markdown (an HTML comment on the line directly above the opening fence):
 
-- ``<!-- skip-test -->``: never run (illustrative, needs a cluster, a GPU or the network);
+- ``<!-- skip-test -->``: never run (illustrative, needs a cluster, a GPU or the network, or a
+  benchmark that measures for minutes);
 - ``<!-- slow-test -->``: run only in the slow suite (``pytest -m slow``), which runs every block.
 
 A page that builds on another's files (a how-to guide auditing the tutorial's ``model.onnx``) says
@@ -261,10 +262,14 @@ def test_a_failing_block_names_its_line(tmp_path: Path) -> None:
 
 
 def test_every_runnable_block_is_run_by_some_suite() -> None:
-    """Skipped blocks are few and each is a set-up or cluster example, never a normal one."""
+    """Skipped blocks are few and each is a set-up, cluster or benchmark example, never a normal one.
+
+    A benchmark (``python benchmarks/...``) measures for minutes from a repository checkout; its
+    code is exercised by the unit tests of what it measures.
+    """
     skipped = [b for doc in DOCS for b in extract(doc) if b.lang in RUNNABLE and b.marker == "skip-test"]
     for b in skipped:
-        assert re.search(r"pip install|python -m venv|ray|cuda|gpu|address=", b.code, re.I), f"{b.where} is skipped without a reason to be"
+        assert re.search(r"pip install|python -m venv|ray|cuda|gpu|address=|python benchmarks/", b.code, re.I), f"{b.where} is skipped without a reason to be"
 
 
 def test_requirements_name_existing_pages_and_blocks() -> None:

@@ -64,7 +64,7 @@ def add_parser(sub: Any) -> None:
         "--budget",
         metavar="DURATION",
         help="time for the reference models of mia.lira / mia.rmia / shadow attacks whose n_references is not set, e.g. 5m, 90s "
-        "(default 5m): the number of models (8-64) and, on a slow machine, their epochs are chosen to fit, measured on the first ones",
+        "(default 5m): the number of models (8-128) and, on a slow machine, their epochs are chosen to fit, measured on the first ones",
     )
     p.add_argument("--seed", type=int, help="seed for every attack (default: the config's, else 0)")
     p.add_argument("--batch-size", type=int, help="inputs per model query (default 1024)")

@@ -113,7 +113,7 @@ class HistoryAccountant(Accountant):
         """The recorded ``(event, sample_rate, count)`` entries (grouped, in first-seen order)."""
         return [(PrivacyEvent(kind, dict(params)), q, c) for (kind, params, q), c in self._history.items()]
 
-    @property
+    @property  # type: ignore[misc]  # read-only here: counted from the history this class keeps
     def steps(self) -> int:
         """Total number of recorded steps."""
         return sum(self._history.values())

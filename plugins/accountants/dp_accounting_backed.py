@@ -200,7 +200,7 @@ class DPAccountingAccountant(Accountant):
         """The recorded ``(event, sample_rate, count)`` entries, in order (its own: events arrive as mappings too)."""
         return list(self._history)
 
-    @property
+    @property  # type: ignore[misc]  # read-only here: counted from the history this class keeps
     def steps(self) -> int:
         return sum(c for _e, _q, c in self._history)
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -52,10 +51,12 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
+from audit_sdk.digest import array_digest, spec_digest
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.executors import LocalExecutor
-from audit_sdk.fileio import atomic_path
+from audit_sdk.fileio import atomic_path, write_text_atomic
 from audit_sdk.target import Target
 from audit_sdk.training import Trainer, make_trainer
 
@@ -114,13 +115,6 @@ class ReferenceParams(BaseModel):
 _SHARED_FIELDS = set(ReferenceParams.model_fields) - {"n_references"}
 
 
-def _build_named(name: str, input_shape: tuple[int, ...], n_classes: int, seed: int) -> Any:
-    """A named torch architecture (picklable builder; the DP audit plugin trains the same ones)."""
-    from audit_sdk.adapters.torch import make_model
-
-    return make_model(name, input_shape=input_shape, n_classes=n_classes, seed=seed)
-
-
 # --------------------------------------------------------------------------- choosing the trainer
 @dataclass
 class _Choice:
@@ -153,10 +147,12 @@ def _options(data: AuditData, target: Target, train: dict[str, Any]) -> dict[str
     return {"input_shape": shape, "n_classes": n_classes, "train": train}
 
 
-def _resolve_trainer(params: ReferenceParams, target: Target, data: AuditData, context: Any, train: dict[str, Any]) -> _Choice:
-    registry = getattr(context, "registry", None)
+def _resolve_trainer(
+    params: ReferenceParams, target: Target, data: AuditData, context: RunContext | None, train: dict[str, Any]
+) -> _Choice:
+    registry = context.registry if context is not None else None
     opts = _options(data, target, train)
-    factory = (getattr(context, "extras", None) or {}).get("model_factory")
+    factory = (context.extras if context is not None else {}).get("model_factory")
     choice = params.architecture
     if params.reference_model is not None:
         t = make_trainer(params.reference_model, opts, registry=registry)
@@ -253,15 +249,6 @@ def _train_reference(
     return paths
 
 
-def _hash_arrays(*arrays: np.ndarray) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.dtype.str, a.shape)).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- the reference set
 @dataclass
 class ReferenceSet:
@@ -302,7 +289,7 @@ class ReferenceSet:
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities of every reference model on ``x``: (n_models, n, n_classes), float64."""
-        key = _hash_arrays(np.asarray(x))
+        key = array_digest(np.asarray(x))
         if key not in self._memo:
             models = [self.trainer.load(p, s) for p, s in zip(self.paths, self.seeds)]
             with _threads(self.trainer, _small_model_threads()):
@@ -311,8 +298,8 @@ class ReferenceSet:
 
 
 @contextlib.contextmanager
-def _progress(context: Any, description: str, total: int) -> Iterator[Callable[[int, int], None] | None]:
-    if not getattr(context, "progress", False) or total == 0:
+def _progress(context: RunContext | None, description: str, total: int) -> Iterator[Callable[[int, int], None] | None]:
+    if not (context is not None and context.progress) or total == 0:
         yield None
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -357,7 +344,7 @@ class _Pool:
 
     def __init__(self, kind: str, x: np.ndarray, y: np.ndarray, seed: int, cache: Path) -> None:
         self.kind, self.x, self.y, self.seed, self.cache = kind, x, y, seed, cache
-        self.data_hash = _hash_arrays(x, y)
+        self.data_hash = array_digest(x, y)
         self.trained_paths: set[str] = set()
         #: notes on cached models that failed to load (deleted and retrained)
         self.healed: list[str] = []
@@ -386,20 +373,20 @@ class _Pool:
                 "v": _CACHE_VERSION,
                 "trainer": trainer.identity(),
                 "data": self.data_hash,
-                "mask": _hash_arrays(mask),
+                "mask": array_digest(mask),
                 "seed": _model_seed(self.seed, i),
             },
             sort_keys=True,
         )
-        return str(self.cache / f"{hashlib.sha256(key_src.encode()).hexdigest()[:32]}{trainer.file_suffix}")
+        return str(self.cache / f"{spec_digest(key_src)}{trainer.file_suffix}")
 
-    def train(self, trainer: Trainer, indices: list[int], masks: np.ndarray, context: Any, label: str) -> int:
+    def train(self, trainer: Trainer, indices: list[int], masks: np.ndarray, context: RunContext | None, label: str) -> int:
         """Train the models ``indices`` that are not cached yet; return how many were trained."""
         todo = [i for i in indices if not self.cached(trainer, masks, i)]
         if not todo:
             return 0
         self.trained_paths.update(self.path(trainer, masks[i], i) for i in todo)
-        executor = getattr(context, "executor", None) or LocalExecutor(1)
+        executor = context.executor if context is not None else LocalExecutor(1)
         workers = int(getattr(executor, "workers", 1) or 1)
         threads = _small_model_threads(workers)
         # groups of at most _GROUP models, and at least one group per worker so every worker has work
@@ -411,7 +398,7 @@ class _Pool:
             paths = [self.path(trainer, masks[i], i) for i in group]
             seeds = [_model_seed(self.seed, i) for i in group]
             tasks.append((trainer, [self.x[masks[i]] for i in group], [self.y[masks[i]] for i in group], seeds, paths, threads))
-            keys.append(hashlib.sha256("|".join(paths).encode()).hexdigest()[:32])
+            keys.append(spec_digest("|".join(paths)))
         with _progress(context, f"{label}: training {len(todo)} {self.kind} reference models", len(tasks)) as cb:
             executor.map(_train_reference, tasks, keys=keys, progress=cb)
         # An executor with a result cache may answer a key from an earlier run whose model files
@@ -429,7 +416,7 @@ def _agreement(p_target: np.ndarray, p_model: np.ndarray) -> dict[str, float]:
     }
 
 
-def _select(choice: _Choice, pool: _Pool, target: Target, context: Any, label: str) -> tuple[Trainer, dict[str, Any], float]:
+def _select(choice: _Choice, pool: _Pool, target: Target, context: RunContext | None, label: str) -> tuple[Trainer, dict[str, Any], float]:
     """Train model 0 of each candidate; keep the one whose outputs are closest to the target's on
     the pool points it did not train on (OUT). Returns the trainer, the report and model 0's seconds."""
     assert choice.selection is not None
@@ -457,7 +444,7 @@ def _select(choice: _Choice, pool: _Pool, target: Target, context: Any, label: s
 
 
 def _select_epochs(
-    trainer: Trainer, epochs: int, pool: _Pool, n_target: int, target: Target, context: Any, label: str, t_base: float | None
+    trainer: Trainer, epochs: int, pool: _Pool, n_target: int, target: Target, context: RunContext | None, label: str, t_base: float | None
 ) -> tuple[int, dict[str, Any], float | None]:
     """Pick the training length whose model 0 memorises like the target: the distribution of its
     logit-scaled confidence on the audited points (half of them in its training half, as half are
@@ -525,7 +512,7 @@ def get_reference_set(
     data: AuditData,
     *,
     kind: Literal["offline", "online"],
-    context: Any,
+    context: RunContext | None,
     attack_name: str,
 ) -> ReferenceSet:
     """Train (or load from the cache) the reference models an attack needs.
@@ -554,7 +541,7 @@ def get_reference_set(
         if has_pop:
             assert pop is not None
             pool_x, pool_y = np.concatenate([x, pop.x]), np.concatenate([y, pop.y])
-    cache_root = getattr(context, "cache_dir", None)
+    cache_root = context.cache_dir if context is not None else None
     if cache_root is None:
         cache_root = Path(_session_tmp()) / "cache"
     cache = Path(cache_root) / "mia-reference"
@@ -566,7 +553,7 @@ def get_reference_set(
     budget = (
         None
         if params.n_references is not None
-        else float((getattr(context, "extras", None) or {}).get("budget_seconds", DEFAULT_BUDGET_SECONDS))
+        else float((context.extras if context is not None else {}).get("budget_seconds", DEFAULT_BUDGET_SECONDS))
     )
     # what an earlier attack or run decided for this content (architecture, size, epochs): reused
     dkey_src = json.dumps(
@@ -582,7 +569,7 @@ def get_reference_set(
         sort_keys=True,
         default=str,
     )
-    dpath = cache / "decisions" / f"{hashlib.sha256(dkey_src.encode()).hexdigest()[:32]}.json"
+    dpath = cache / "decisions" / f"{spec_digest(dkey_src)}.json"
     decision: dict[str, Any] = json.loads(dpath.read_text()) if dpath.is_file() else {}
     trainer = choice.trainer
     info: dict[str, Any] = {"reference_model": None}
@@ -667,10 +654,7 @@ def get_reference_set(
     pool.train(trainer, list(range(n)), masks, context, attack_name)
     paths = [pool.path(trainer, masks[i], i) for i in range(n)]
     if decision and not dpath.is_file():
-        dpath.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dpath.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(decision, default=str))
-        os.replace(tmp, dpath)
+        write_text_atomic(dpath, json.dumps(decision, default=str))
     notes = list(choice.notes) + list(getattr(trainer, "notes", []) or []) + pool.healed
     return ReferenceSet(
         kind=kind,
