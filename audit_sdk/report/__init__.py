@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendUnavailableError, InvalidParameterError
-from ..report_model import versions
+from ..report_model import format_value, versions
 
 if TYPE_CHECKING:
     from ..report_model import ReportModel
@@ -48,17 +48,12 @@ MEASURABLE = {"tpr_at_fpr_0.01": math.inf, "auc": 0.60, "epsilon_lower_bound": 0
 
 
 def _fmt(v: Any) -> str:
+    """A table cell of the HTML page: the text table's format, a dash for nothing, containers as JSON."""
     if v is None:
         return "–"
-    if isinstance(v, bool):
-        return str(v).lower()
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:.4f}" if abs(v) < 1000 else f"{v:.4g}"
     if isinstance(v, (dict, list, tuple)):
         return json.dumps(v, default=str)
-    return str(v)
+    return format_value(v)
 
 
 def claimed_epsilon(report: ReportModel) -> tuple[float | None, str | None]:
