@@ -51,12 +51,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from audit_sdk.cache import ResultCache
 from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
 from audit_sdk.digest import array_digest, spec_digest
 from audit_sdk.errors import InvalidDataError, InvalidParameterError
 from audit_sdk.executors import LocalExecutor
-from audit_sdk.fileio import atomic_path, write_text_atomic
+from audit_sdk.fileio import atomic_path
 from audit_sdk.target import Target
 from audit_sdk.training import Trainer, make_trainer
 
@@ -569,8 +570,10 @@ def get_reference_set(
         sort_keys=True,
         default=str,
     )
-    dpath = cache / "decisions" / f"{spec_digest(dkey_src)}.json"
-    decision: dict[str, Any] = json.loads(dpath.read_text()) if dpath.is_file() else {}
+    # the SDK's keyed store (atomic, no pickle, a damaged entry deleted and decided again)
+    decisions, dkey = ResultCache(cache / "decisions", namespace="mia.reference/decision"), spec_digest(dkey_src)
+    found, stored = decisions.get(dkey)
+    decision: dict[str, Any] = dict(stored) if found else {}
     trainer = choice.trainer
     info: dict[str, Any] = {"reference_model": None}
     t_one: float | None = None
@@ -653,8 +656,8 @@ def get_reference_set(
     masks = pool.masks(n)
     pool.train(trainer, list(range(n)), masks, context, attack_name)
     paths = [pool.path(trainer, masks[i], i) for i in range(n)]
-    if decision and not dpath.is_file():
-        write_text_atomic(dpath, json.dumps(decision, default=str))
+    if decision and not found:
+        decisions.put(dkey, json.loads(json.dumps(decision, default=str)))  # plain JSON types: read back the same
     notes = list(choice.notes) + list(getattr(trainer, "notes", []) or []) + pool.healed
     return ReferenceSet(
         kind=kind,

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from audit_sdk.cache import ResultCache
 from audit_sdk.context import RunContext
 from audit_sdk.data import AuditData
 from audit_sdk.digest import array_digest
 from audit_sdk.errors import InvalidModelError, InvalidParameterError
-from audit_sdk.fileio import write_text_atomic
 from audit_sdk.interfaces import Defense
 from audit_sdk.run import _json_default
 from audit_sdk.target import Target
@@ -139,18 +139,20 @@ def _train_and_score(
     cache: Path | None,
     pm: Any = None,
 ) -> dict[str, Any]:
-    """Train once on (x, y) plus the included canaries and score every canary; cached as JSON when ``cache`` is set."""
+    """Train once on (x, y) plus the included canaries and score every canary; cached (``ResultCache``) when ``cache`` is set."""
     import torch
 
     from audit_sdk.adapters.torch import TrainConfig, Trainer, evaluate_accuracy
 
     model = builder(seed)
-    path = None
+    store, key = None, ""
     if cache is not None:
         arch = repr(model) + repr([(k, tuple(v.shape)) for k, v in model.state_dict().items()])
-        path = cache / f"{_key(p, x, y, cx, cy, include, seed, arch)}.json"
-        if path.is_file():
-            return {**json.loads(path.read_text()), "from_cache": True}
+        # the SDK's keyed store: atomic entries, no pickle, a damaged entry deleted and recomputed
+        store, key = ResultCache(cache, namespace="audit.dp/run"), _key(p, x, y, cx, cy, include, seed, arch)
+        hit, value = store.get(key)
+        if hit:
+            return {**value, "from_cache": True}
     d = copy.deepcopy(defense) if defense is not None else None  # a defense keeps per-run state
     n_params = sum(q.numel() for q in model.parameters() if q.requires_grad)
     gradient = p.canary == "gradient"
@@ -198,6 +200,6 @@ def _train_and_score(
         "test_accuracy": evaluate_accuracy(model, data.non_members.x, data.non_members.y, device=p.device),
     }
     out = json.loads(json.dumps(out, default=_json_default))  # plain JSON types: the cached run reads back the same
-    if path is not None:
-        write_text_atomic(path, json.dumps(out))  # an interrupted audit never leaves half a result
+    if store is not None:
+        store.put(key, out)  # an interrupted audit resumes from the runs it finished
     return out
