@@ -139,7 +139,8 @@ class TorchTrainer(TorchContract):
     def fit_many(self, xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], seeds: Sequence[int]) -> list[nn.Module]:
         if not self.vectorise:
             return super().fit_many(xs, ys, seeds)
-        # a single model goes the same (vectorised) way too, so model i is the same whichever group trains it
+        # a single model goes the same (vectorised) way too: model i is the same whichever group trains it,
+        # up to float rounding (the vectorised kernels' summation order depends on the group's size)
         out: list[nn.Module] = []
         size = CPU_GROUP if resolve_device(self.config.device).type == "cpu" else MAX_GROUP
         for g in range(0, len(seeds), size):
@@ -182,7 +183,7 @@ class TorchTrainer(TorchContract):
         n_t = torch.from_numpy(sizes).to(dev)
         leaves = list(params.values())
         opt = _optimizer(leaves, c)
-        # each model shuffles with its own generator, so a model is the same whichever group trains it
+        # each model shuffles with its own generator, so a model sees the same batches whichever group trains it
         gens = [torch.Generator(device="cpu").manual_seed(int(s) % (2**63 - 1)) for s in seeds]
         bs = c.batch_size
         rows = torch.arange(m, device=dev)[:, None]

@@ -391,7 +391,7 @@ class _Pool:
         workers = int(getattr(executor, "workers", 1) or 1)
         threads = _small_model_threads(workers)
         # groups of at most _GROUP models, and at least one group per worker so every worker has work
-        # (model i is the same whichever group trains it: each has its own seed and shuffle generator)
+        # (model i is the same whichever group trains it, up to float rounding: each has its own seed and shuffle generator)
         size = max(1, min(_GROUP, -(-len(todo) // workers)))
         tasks, keys = [], []
         for g in range(0, len(todo), size):
