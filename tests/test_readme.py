@@ -269,7 +269,9 @@ def test_every_runnable_block_is_run_by_some_suite() -> None:
     """
     skipped = [b for doc in DOCS for b in extract(doc) if b.lang in RUNNABLE and b.marker == "skip-test"]
     for b in skipped:
-        assert re.search(r"pip install|python -m venv|ray|cuda|gpu|address=|python benchmarks/", b.code, re.I), f"{b.where} is skipped without a reason to be"
+        assert re.search(r"pip install|python -m venv|ray|cuda|gpu|address=|python benchmarks/", b.code, re.I), (
+            f"{b.where} is skipped without a reason to be"
+        )
 
 
 def test_requirements_name_existing_pages_and_blocks() -> None:
