@@ -8,6 +8,7 @@ import numpy as np
 
 from audit_sdk import hookimpl
 from audit_sdk.errors import InvalidModelError, InvalidParameterError
+from audit_sdk.signing import read_signed, write_signed
 from audit_sdk.target import Target
 from audit_sdk.training import Trainer
 
@@ -141,14 +142,14 @@ class SklearnTrainer(Trainer):
     def save(self, model: Any, path: str) -> None:
         import pickle
 
-        with open(path, "wb") as f:
-            pickle.dump(model, f)
+        # estimators have no safe format of their own: pickle, signed with this user's key
+        write_signed(path, pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
 
     def load(self, path: str, seed: int) -> Any:
         import pickle
 
-        with open(path, "rb") as f:  # our own cache file, written by save()
-            return pickle.load(f)  # noqa: S301
+        # the signature is checked before anything is unpickled: a planted or altered file raises
+        return pickle.loads(read_signed(path))  # noqa: S301
 
 
 @hookimpl

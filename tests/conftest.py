@@ -9,6 +9,12 @@ import pytest
 
 # Third-party plugins off in tests unless a test turns them on itself.
 os.environ.setdefault("AUDIT_SDK_DISABLE_PLUGINS", "1")
+# The signing key of cached pickles (audit_sdk.signing) in a folder of the test session, never the
+# user's own ~/.config; subprocesses and worker processes inherit it.
+if "AUDIT_SDK_KEY_FILE" not in os.environ:
+    import tempfile
+
+    os.environ["AUDIT_SDK_KEY_FILE"] = str(Path(tempfile.mkdtemp(prefix="audit-sdk-test-key-")) / "cache.key")
 
 
 def pytest_configure(config: pytest.Config) -> None:
