@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from audit_sdk import InvalidParameterError, PrivacyEvent
@@ -240,8 +241,13 @@ def _check_between(q, sigma, steps, delta):
         lower = GDPAccountant().extend([(gauss(sigma), 1.0, steps)]).epsilon(delta)
     else:  # dp_accounting's optimistic PLD is a lower bound of the truth; its grid is sized to the answer
         try:
-            lower = dpa(q, sigma, steps, delta, interval=max(1e-5, rdp / 4000), pessimistic=False)
-        except OverflowError:  # dp_accounting's get_epsilon_for_delta overflows on very large losses
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", RuntimeWarning)
+                lower = dpa(q, sigma, steps, delta, interval=max(1e-5, rdp / 4000), pessimistic=False)
+        except (OverflowError, RuntimeWarning):
+            # dp_accounting's get_epsilon_for_delta overflows on very large losses (an OverflowError, or a
+            # numpy overflow in its scalar divide, e.g. q=0.3125, sigma=0.3047, 470 steps, delta=1e-3):
+            # no independent lower bound for this case; the upper side is still checked
             lower = 0.0
     assert lower * (1 - 1e-6) - 1e-9 <= got <= rdp * (1 + 1e-9) + 1e-12
 
@@ -263,6 +269,7 @@ def test_pld_between_dp_accounting_lower_bound_and_rdp(q, sigma, steps, delta):
 @pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(q=st.floats(1e-4, 1.0), sigma=st.floats(0.3, 300.0), steps=st.integers(1, 100_000), delta=st.sampled_from([1e-3, 1e-5, 1e-7]))
+@example(q=0.3125, sigma=0.3046875, steps=470, delta=1e-3)  # dp_accounting overflows here (found in CI)
 def test_pld_between_dp_accounting_lower_bound_and_rdp_long(q, sigma, steps, delta):
     _check_between(q, sigma, steps, delta)
 
