@@ -71,6 +71,22 @@ def _custom_cnn(seed):
     )  # fmt: skip
 
 
+def _assert_stacked_equals_each(fwd, models, x):
+    """Outputs and parameter gradients of the stacked forward equal each model's own, model by model."""
+    from torch.func import stack_module_state
+
+    params, _ = stack_module_state(models)
+    params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
+    out = fwd(params, x)
+    out.square().sum().backward()
+    for i, m in enumerate(models):
+        alone = m(x[i])
+        alone.square().sum().backward()
+        torch.testing.assert_close(out[i], alone)
+        for k, p in m.named_parameters():
+            torch.testing.assert_close(params[k].grad[i], p.grad, msg=k)
+
+
 @pytest.mark.parametrize(
     ("build", "shape"),
     [
@@ -85,24 +101,13 @@ def _custom_cnn(seed):
 def test_stacked_forward_equals_each_model_outputs_and_gradients(build, shape):
     """The stacked ensemble (grouped convolutions, batched matmuls, pool-before-ReLU) computes each
     model's own outputs and parameter gradients (float64, so any layout or order mistake shows)."""
-    from torch.func import stack_module_state
 
     from audit_sdk.adapters.torch.reference import StackedForward
 
     models = [build(s).double() for s in range(3)]
     fwd = StackedForward.of(models[0])
     assert fwd is not None
-    params, _ = stack_module_state(models)
-    params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
-    x = torch.randn(3, 5, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    out = fwd(params, x)
-    out.square().sum().backward()
-    for i, m in enumerate(models):
-        alone = m(x[i])
-        alone.square().sum().backward()
-        torch.testing.assert_close(out[i], alone)
-        for k, p in m.named_parameters():
-            torch.testing.assert_close(params[k].grad[i], p.grad, msg=k)
+    _assert_stacked_equals_each(fwd, models, torch.randn(3, 5, *shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
 
 
 def test_stacked_forward_declines_what_it_cannot_express():
@@ -195,20 +200,9 @@ def test_gradient_boosting_families_train_through_their_sklearn_interface(family
 @pytest.mark.gpu
 def test_stacked_forward_on_cuda_equals_each_model():
     """On CUDA the images stay NCHW; outputs and gradients still equal each model's own."""
-    from torch.func import stack_module_state
 
     from audit_sdk.adapters.torch.reference import StackedForward
 
     models = [make_model("cnn", input_shape=(1, 8, 8), n_classes=10, seed=s).double().cuda() for s in range(3)]
     fwd = StackedForward.of(models[0])
-    params, _ = stack_module_state(models)
-    params = {k: v.detach().clone().requires_grad_() for k, v in params.items()}
-    x = torch.randn(3, 5, 1, 8, 8, dtype=torch.float64, device="cuda")
-    out = fwd(params, x)
-    out.square().sum().backward()
-    for i, m in enumerate(models):
-        alone = m(x[i])
-        alone.square().sum().backward()
-        torch.testing.assert_close(out[i], alone)
-        for k, p in m.named_parameters():
-            torch.testing.assert_close(params[k].grad[i], p.grad, msg=k)
+    _assert_stacked_equals_each(fwd, models, torch.randn(3, 5, 1, 8, 8, dtype=torch.float64, device="cuda"))
